@@ -1,0 +1,36 @@
+# The two commands of the course:  make lab  (follow the lessons)   make test  (run everything)
+# Both create .venv/ and install captionlib into it the first time (and when pyproject.toml changes).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Extra pip arguments, e.g. a CPU-only torch (much smaller download) when you have internet:
+#   make lab PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
+
+.PHONY: install lab test lessons bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_ARGS) -e ".[test]"
+	@touch $(STAMP)
+	@echo "captionlib installed in $(VENV)/"
+
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir=lessons $(LAB_ARGS)
+
+# Unit tests, then every notebook in lessons/ and solutions/ under nbval (one pytest run).
+test: install
+	$(PY) -m pytest tests lessons solutions --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
+
+lessons: install
+	$(PY) -m captionlib.course build
+
+bench: install
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) data/cache runs

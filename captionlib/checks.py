@@ -1,0 +1,149 @@
+"""Automatic checks for the exercises: done, not done yet, or wrong, with a diagnosis.
+
+Every lesson uses it. A check runs the learner's function and the reference on fixed inputs.
+If they disagree it looks for the mistake: each `Mistake` is a deliberately wrong version of the
+exercise (gates in the wrong order, softmax over the wrong axis, ...); when the learner's
+outputs equal a mistake's outputs on every input, the check names that mistake. Otherwise
+`hints` (small functions of the inputs and the learner's output) get a chance, and last a
+generic comparison says where the outputs differ (type, shape, first differing value).
+
+An unfinished exercise (NotImplementedError) is reported as such, and `checked` hands back
+the reference implementation, so a student notebook runs top to bottom either way.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Mistake", "Result", "describe_difference", "check", "checked"]
+
+DONE, NOT_DONE, WRONG = "done", "not done", "wrong"
+MARK = {DONE: "✅", NOT_DONE: "⏳", WRONG: "❌"}
+
+
+@dataclass
+class Mistake:
+    diagnosis: str                 # what the learner did, said so they can find it
+    impl: Callable                 # a function with the exercise's signature that makes it
+
+
+@dataclass
+class Result:
+    name: str
+    status: str                    # DONE, NOT_DONE or WRONG
+    message: str
+    diagnosis: str | None = None   # the matched Mistake's diagnosis, when one matched
+
+    @property
+    def passed(self) -> bool:
+        return self.status == DONE
+
+    def __str__(self) -> str:
+        return f"{MARK[self.status]} {self.name}: {self.message}"
+
+
+def _as_array(x) -> np.ndarray | None:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    return None
+
+
+def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, where: str = "output") -> str | None:
+    """None when `got` equals `expected` (tensors to tolerance, containers item by item), else how they differ."""
+    ea, ga = _as_array(expected), _as_array(got)
+    if ea is not None:
+        if ga is None:
+            return f"{where} should be a {type(expected).__name__}, got a {type(got).__name__}"
+        if ea.shape != ga.shape:
+            return f"{where} has shape {tuple(ga.shape)}, expected {tuple(ea.shape)}"
+        if ea.dtype.kind in "fc" or ga.dtype.kind in "fc":
+            close = np.isclose(ga.astype(float), ea.astype(float), atol=atol, rtol=rtol, equal_nan=True)
+        else:
+            close = ga == ea
+        if close.all():
+            return None
+        first = tuple(int(i) for i in np.argwhere(~close)[0])
+        diff = np.abs(ga.astype(float) - ea.astype(float)).max()
+        return (f"{where} differs in {int((~close).sum())} of {close.size} values (max |difference| {diff:.3g}); "
+                f"first at index {first}: expected {ea[first]:.6g}, got {ga[first]:.6g}")
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"{where} should be a dict, got a {type(got).__name__}"
+        if set(expected) != set(got):
+            return f"{where} has keys {sorted(map(str, got))}, expected {sorted(map(str, expected))}"
+        for k in expected:
+            d = describe_difference(expected[k], got[k], atol, rtol, f"{where}[{k!r}]")
+            if d:
+                return d
+        return None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return f"{where} should be a {type(expected).__name__}, got a {type(got).__name__}: {got!r:.80}"
+        if len(expected) != len(got):
+            return f"{where} has length {len(got)}, expected {len(expected)} (expected {expected!r:.120}, got {got!r:.120})"
+        for k, (e, g) in enumerate(zip(expected, got)):
+            d = describe_difference(e, g, atol, rtol, f"{where}[{k}]")
+            if d:
+                return d
+        return None
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return None if abs(expected - got) <= atol + rtol * abs(expected) else f"{where} is {got!r}, expected {expected!r}"
+    return None if expected == got else f"{where} is {got!r:.120}, expected {expected!r:.120}"
+
+
+def _call(fn: Callable, args: tuple) -> Any:
+    return fn(*copy.deepcopy(args))  # fresh inputs, so an in-place edit cannot leak between calls
+
+
+def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
+          hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4) -> Result:
+    """Grade `fn` against `reference` on each tuple of arguments in `cases`.
+
+    Args:
+        normalize: maps an output to something comparable (e.g. a Vocab to its word list).
+        hints: functions (args, learner_output) -> a diagnosis or None, tried when no Mistake matches.
+    """
+    outputs = []
+    for k, args in enumerate(cases):
+        try:
+            got = normalize(_call(fn, args))
+        except NotImplementedError:
+            return Result(name, NOT_DONE, "not done yet: replace `raise NotImplementedError` with your code. "
+                                          "The notebook continues with the reference implementation.")
+        except Exception as e:  # the learner's bug, reported rather than raised
+            return Result(name, WRONG, f"raised {type(e).__name__}: {e} (on test input {k + 1} of {len(cases)})")
+        outputs.append(got)
+    expected = [normalize(_call(reference, args)) for args in cases]
+    problems = [(k, describe_difference(e, g, atol, rtol)) for k, (e, g) in enumerate(zip(expected, outputs))]
+    problems = [(k, p) for k, p in problems if p]
+    if not problems:
+        return Result(name, DONE, f"correct on all {len(cases)} test inputs")
+    for m in mistakes:
+        try:
+            wrong = [normalize(_call(m.impl, args)) for args in cases]
+        except Exception:
+            continue
+        if all(describe_difference(w, g, atol, rtol) is None for w, g in zip(wrong, outputs)):
+            return Result(name, WRONG, m.diagnosis, diagnosis=m.diagnosis)
+    k, generic = problems[0]
+    for hint in hints:
+        h = hint(copy.deepcopy(cases[k]), outputs[k])
+        if h:
+            return Result(name, WRONG, f"{h} ({generic})", diagnosis=h)
+    return Result(name, WRONG, f"on test input {k + 1} of {len(cases)}, {generic}")
+
+
+def checked(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], **kwargs) -> Callable:
+    """Run `check`, print the verdict, and return the function the notebook should go on with:
+    the learner's when it is correct, the reference otherwise."""
+    result = check(name, fn, reference, cases, **kwargs)
+    print(result)
+    if result.status == WRONG:
+        print("   The notebook continues with the reference implementation; fix yours and re-run this cell.")
+    return fn if result.passed else reference

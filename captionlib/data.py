@@ -1,0 +1,119 @@
+"""Datasets as the course uses them: splits of (image, reference captions), and training batches.
+
+Lesson 00 builds it. A `CaptionSplit` is one split of one dataset: image ids, the reference
+captions of each image, and a sequence that yields each image as a PIL picture. `shapes` is
+embedded (rendered from a seed); real datasets (Flickr8k, Flickr30k, COCO) plug into the same
+registry. `CaptionPairs` turns a split plus its cached features into (features, caption)
+training pairs, each image appearing once per reference, and `collate` pads them into a batch.
+
+Shapes: B batch, T time, P regions, E encoder dim.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .shapes import Scene, ShapesConfig, load_shapes, render
+from .utils import data_root
+from .vocab import Vocab, pad_captions, tokenize
+
+__all__ = ["CaptionSplit", "load_split", "DATASETS", "CaptionPairs", "collate"]
+
+
+@dataclass
+class CaptionSplit:
+    dataset: str
+    split: str
+    image_ids: list                  # one id (file name or index) per image
+    captions: list                   # captions[i] = the reference strings of image i
+    images: Sequence                 # images[i] -> PIL RGB image (may raise ImageLoadError)
+    fingerprint: str                 # changes whenever the images could change
+    scenes: list | None = None       # shapes only: objects, boxes and word->object refs
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __post_init__(self):
+        if len(self.captions) != len(self.image_ids):
+            raise ValueError(f"{self.dataset}/{self.split}: {len(self.image_ids)} images but {len(self.captions)} caption lists")
+        for i, caps in enumerate(self.captions):
+            if not caps or not any(tokenize(c) for c in caps):
+                raise ValueError(f"{self.dataset}/{self.split}: image {self.image_ids[i]!r} has no non-empty caption; "
+                                 "fix or drop it in the caption file")
+
+
+class _Rendered:
+    """Shapes scenes as a lazy sequence of PIL images."""
+
+    def __init__(self, scenes: list[Scene], size: int):
+        self.scenes, self.size = scenes, size
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, i: int):
+        return render(self.scenes[i], self.size)
+
+
+def _shapes(split: str, root: Path, **options) -> CaptionSplit:
+    config = ShapesConfig(**options)
+    scenes = load_shapes(config, root / "cache" / "shapes")[split]
+    fingerprint = hashlib.sha1(json.dumps([asdict(config), split]).encode()).hexdigest()
+    return CaptionSplit("shapes", split, list(range(len(scenes))), [s.captions for s in scenes],
+                        _Rendered(scenes, config.image_size), fingerprint, scenes)
+
+
+# name -> loader(split, root, **options). Real datasets register here too.
+DATASETS: dict[str, Callable[..., CaptionSplit]] = {"shapes": _shapes}
+
+
+def load_split(dataset: str = "shapes", split: str = "train", root: str | Path | None = None, **options) -> CaptionSplit:
+    """One split of a dataset. Options go to the dataset (for shapes: seed, n_train, ...)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
+    return DATASETS[dataset](split, Path(root) if root is not None else data_root(), **options)
+
+
+class CaptionPairs(Dataset):
+    """(features (P, E) float32, encoded caption) pairs over the images that have features.
+
+    Args:
+        features: (N, P, E) array-like (a FeatureStore's memmap), row i = image i.
+        captions: captions[i] = reference strings of image i.
+        vocab: encodes each caption (<start> ... <end>).
+        indices: which images to use (e.g. FeatureStore.valid(upto)).
+    """
+
+    def __init__(self, features, captions: list, vocab: Vocab, indices: Sequence[int]):
+        self.features, self.vocab = features, vocab
+        self.pairs = [(int(i), vocab.encode(c)) for i in indices for c in captions[int(i)] if tokenize(c)]
+        if not self.pairs:
+            raise ValueError("no (image, caption) pairs: are the features extracted and the captions non-empty?")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int):
+        i, caption = self.pairs[k]
+        return torch.from_numpy(np.asarray(self.features[i], dtype=np.float32)), caption, i
+
+
+def collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack a list of CaptionPairs items.
+
+    Returns:
+        features: (B, P, E) float32
+        captions: (B, T) long, padded with <pad> = 0
+        lengths: (B,) long
+        image_index: (B,) long, row of each item in the feature array
+    """
+    feats, caps, idx = zip(*batch)
+    captions, lengths = pad_captions(caps)
+    return torch.stack(feats), captions, lengths, torch.tensor(idx, dtype=torch.long)

@@ -1,0 +1,129 @@
+"""Lesson 00 exercises: build a vocabulary, encode a caption, decode it back."""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..checks import Mistake, checked
+from ..vocab import SPECIALS, tokenize
+
+__all__ = ["build_vocab", "encode", "decode", "check_build_vocab", "check_encode", "check_decode"]
+
+
+# ------------------------------------------------------------------ references
+
+def build_vocab(captions: list[str], min_freq: int) -> list[str]:
+    """idx_to_word: the 4 special tokens, then every word seen >= min_freq times, most frequent first, ties a-z."""
+    counts = Counter(w for c in captions for w in tokenize(c))
+    kept = sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+    return list(SPECIALS) + kept
+
+
+def encode(caption: str, word_to_idx: dict) -> list[int]:
+    """[<start>, words..., <end>] as indices; a word not in word_to_idx becomes <unk>."""
+    return [word_to_idx["<start>"]] + [word_to_idx.get(w, word_to_idx["<unk>"]) for w in tokenize(caption)] + [word_to_idx["<end>"]]
+
+
+def decode(ids: list[int], idx_to_word: list[str]) -> str:
+    """Words up to the first <end>, without <start> and <pad>, joined by spaces."""
+    words = []
+    for i in ids:
+        w = idx_to_word[i]
+        if w == "<end>":
+            break
+        if w not in ("<start>", "<pad>"):
+            words.append(w)
+    return " ".join(words)
+
+
+# ------------------------------------------------------------------ test inputs
+
+_CAPTIONS = ["A red circle above a blue square.", "a Blue square", "two red circles", "a tiny green triangle!",
+             "A red box", "a circle, a circle and a square"]
+_WORDS = build_vocab(_CAPTIONS, 1)
+_W2I = {w: i for i, w in enumerate(_WORDS)}
+
+
+# ------------------------------------------------------------------ known mistakes
+
+def _no_specials(captions, min_freq):
+    return build_vocab(captions, min_freq)[4:]
+
+
+def _strict_threshold(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return list(SPECIALS) + sorted((w for w, n in counts.items() if n > min_freq), key=lambda w: (-counts[w], w))
+
+
+def _split_only(captions, min_freq):
+    counts = Counter(w for c in captions for w in c.split())
+    return list(SPECIALS) + sorted((w for w, n in counts.items() if n >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def _alphabetical(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return list(SPECIALS) + sorted(w for w, n in counts.items() if n >= min_freq)
+
+
+def _no_tiebreak(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return list(SPECIALS) + [w for w, n in counts.most_common() if n >= min_freq]
+
+
+def check_build_vocab(fn):
+    cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1)]
+    mistakes = [
+        Mistake("the special tokens are missing: idx_to_word must start with <pad>, <start>, <end>, <unk>", _no_specials),
+        Mistake("words seen exactly min_freq times are dropped: keep count >= min_freq, not > min_freq", _strict_threshold),
+        Mistake("captions are split without `tokenize`: 'A' and 'a', 'square.' and 'square' become different words", _split_only),
+        Mistake("words are sorted a-z only: sort by count first (most frequent first), then a-z", _alphabetical),
+        Mistake("words with equal counts are in first-seen order: break ties alphabetically so the vocabulary is reproducible", _no_tiebreak),
+    ]
+    return checked("build_vocab", fn, build_vocab, cases, mistakes=mistakes)
+
+
+def _no_start_end(caption, word_to_idx):
+    return encode(caption, word_to_idx)[1:-1]
+
+
+def _drop_unknown(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx[w] for w in tokenize(caption) if w in word_to_idx] + [word_to_idx["<end>"]]
+
+
+def _encode_no_tokenize(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx.get(w, word_to_idx["<unk>"]) for w in caption.split()] + [word_to_idx["<end>"]]
+
+
+
+def check_encode(fn):
+    cases = [("a red circle", _W2I), ("A purple circle above a red box.", _W2I), ("", _W2I), ("zebra", _W2I)]
+    mistakes = [
+        Mistake("<start> and <end> are missing: the decoder needs <start> as its first input and <end> to learn when to stop", _no_start_end),
+        Mistake("unknown words are dropped: map them to <unk> so the caption keeps its length and structure", _drop_unknown),
+        Mistake("the caption is not tokenized: use tokenize(caption) to lower-case and strip punctuation first", _encode_no_tokenize),
+    ]
+    return checked("encode", fn, encode, cases, mistakes=mistakes)
+
+
+def _no_stop(ids, idx_to_word):
+    return " ".join(idx_to_word[i] for i in ids if idx_to_word[i] not in ("<start>", "<end>", "<pad>"))
+
+
+def _keeps_specials(ids, idx_to_word):
+    words = []
+    for i in ids:
+        if idx_to_word[i] == "<end>":
+            break
+        words.append(idx_to_word[i])
+    return " ".join(words)
+
+
+def check_decode(fn):
+    s, e, p = _W2I["<start>"], _W2I["<end>"], _W2I["<pad>"]
+    red, circle, a = _W2I["red"], _W2I["circle"], _W2I["a"]
+    cases = [([s, a, red, circle, e, p, p], _WORDS), ([s, a, e, red, red, e], _WORDS), ([s, e], _WORDS), ([a, red], _WORDS)]
+    mistakes = [
+        Mistake("decoding does not stop at the first <end>: everything after it (padding, or what a model says after "
+                "finishing) must be ignored", _no_stop),
+        Mistake("<start> or <pad> appear in the text: skip them", _keeps_specials),
+    ]
+    return checked("decode", fn, decode, cases, mistakes=mistakes)

@@ -1,0 +1,75 @@
+"""Loading real-world image files robustly, and turning them into normalised tensors.
+
+Lesson 01 uses it. Photos arrive grayscale, with alpha, palettised, in CMYK, sideways with an
+EXIF rotation tag, or truncated by a failed download; each case becomes a plain RGB image or a
+clear `ImageLoadError` naming the file.
+
+Shapes: S image side in pixels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageLoadError", "load_image", "to_rgb", "to_tensor"]
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail loudly, not load half grey
+
+
+class ImageLoadError(ValueError):
+    """An image file that cannot be read; the message names the file and what to do."""
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB. Transparent pixels become white, not black (as a viewer shows them)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits first
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        return Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        arr = (arr - arr.min()) / max(float(arr.max() - arr.min()), 1e-12) * 255
+        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, RGB
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as upright RGB (EXIF orientation applied)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file. Check the path, or re-run `captionlib prepare` for the dataset.")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, inside the try, so truncation is caught here
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
+    except UnidentifiedImageError as e:
+        raise ImageLoadError(f"{path}: not an image file PIL can read ({e}). Remove it or replace it with a JPEG/PNG.") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(f"{path}: the file is corrupt or truncated ({e}). Download it again, or remove it.") from e
+
+
+def to_tensor(images: Sequence[Image.Image] | Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """PIL images -> one normalised batch.
+
+    Returns:
+        (B, 3, S, S) float32, each channel (x/255 - mean) / std. Images are resized to S x S
+        (squashed, as in the Show-Attend-Tell setup) with bilinear filtering.
+    """
+    if isinstance(images, Image.Image):
+        images = [images]
+    arrays = [np.asarray(to_rgb(im).resize((size, size), Image.BILINEAR), dtype=np.float32) for im in images]
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0  # (B, 3, S, S)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s

@@ -1,0 +1,72 @@
+"""Small helpers every module shares: device choice, seeding, the data folder, atomic saves."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "seed_everything", "data_root", "atomic_save", "load_checkpoint"]
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else Apple MPS, else CPU. 'cuda' without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA GPU here. Use device='auto' or 'cpu'.")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA), so a run can be repeated exactly on CPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def data_root() -> Path:
+    """Where datasets and caches live: $CAPTIONLIB_DATA, else the checkout's data/, else ~/.cache/captionlib."""
+    if os.environ.get("CAPTIONLIB_DATA"):
+        return Path(os.environ["CAPTIONLIB_DATA"]).expanduser()
+    checkout = Path(__file__).resolve().parents[1] / "data"
+    if (checkout / "README.md").exists():
+        return checkout
+    return Path.home() / ".cache" / "captionlib"
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """torch.load with weights_only=True (no code runs from the file), with a clear error if missing/corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no checkpoint there. Train one with `captionlib train`, or check the path.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle/zip errors differ across torch versions
+        raise ValueError(f"{path}: not a readable captionlib checkpoint ({type(e).__name__}: {e}).") from e

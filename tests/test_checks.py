@@ -1,0 +1,121 @@
+import numpy as np
+import torch
+
+from captionlib.checks import DONE, NOT_DONE, WRONG, Mistake, check, checked, describe_difference
+from captionlib.exercises import l00
+from captionlib.vocab import tokenize
+
+
+def square(x):
+    return x * x
+
+
+def test_done_not_done_and_wrong():
+    cases = [(torch.tensor([1.0, 2.0]),), (torch.tensor([[3.0]]),)]
+    assert check("sq", square, square, cases).status == DONE
+
+    def todo(x):
+        raise NotImplementedError()
+
+    r = check("sq", todo, square, cases)
+    assert r.status == NOT_DONE and "not done yet" in r.message
+
+    r = check("sq", lambda x: x + x, square, cases, mistakes=[Mistake("you doubled instead of squaring", lambda x: 2 * x)])
+    assert r.status == WRONG and r.diagnosis == "you doubled instead of squaring"
+
+    r = check("sq", lambda x: x ** 3, square, cases)
+    assert r.status == WRONG and "first at index (1,): expected 4, got 8" in r.message
+
+    r = check("sq", lambda x: x.unsqueeze(0), square, cases)
+    assert "shape (1, 2), expected (2,)" in r.message
+
+    r = check("sq", lambda x: x.nope(), square, cases)
+    assert r.status == WRONG and "AttributeError" in r.message
+
+
+def test_checked_returns_reference_unless_done(capsys):
+    ref = square
+    assert checked("sq", square, ref, [(np.array([2.0]),)]) is square
+    bad = lambda x: x  # noqa: E731
+    assert checked("sq", bad, ref, [(np.array([2.0]),)]) is ref
+    assert "continues with the reference" in capsys.readouterr().out
+
+
+def test_describe_difference_on_containers():
+    assert describe_difference([1, [2, 3]], [1, [2, 3]]) is None
+    assert "length 1, expected 2" in describe_difference([1, 2], [1])
+    assert "keys" in describe_difference({"a": 1}, {"b": 1})
+    assert describe_difference(0.1 + 0.2, 0.3) is None
+
+
+def test_inputs_are_copied_so_in_place_edits_do_not_leak():
+    x = torch.ones(3)
+
+    def inplace(t):
+        t.mul_(5)
+        return t
+
+    check("sq", inplace, square, [(x,)])
+    assert torch.equal(x, torch.ones(3))
+
+
+# Lesson 00: each listed mistake, written independently of the check's own versions.
+
+def test_l00_reference_passes():
+    assert l00.check_build_vocab(l00.build_vocab) is l00.build_vocab
+    assert l00.check_encode(l00.encode) is l00.encode
+    assert l00.check_decode(l00.decode) is l00.decode
+
+
+def _diag(check_fn, fn):
+    from captionlib.checks import check as raw
+    import captionlib.exercises.l00 as m
+    captured = {}
+    orig = m.checked
+    m.checked = lambda name, f, ref, cases, **kw: captured.setdefault("r", raw(name, f, ref, cases, **kw))
+    try:
+        check_fn(fn)
+    finally:
+        m.checked = orig
+    return captured["r"]
+
+
+def test_l00_build_vocab_mistakes_are_named():
+    from collections import Counter
+
+    def forgot_specials(captions, min_freq):
+        c = Counter(w for s in captions for w in tokenize(s))
+        return [w for w in sorted(c, key=lambda w: (-c[w], w)) if c[w] >= min_freq]
+
+    def greater_than(captions, min_freq):
+        c = Counter(w for s in captions for w in tokenize(s))
+        return ["<pad>", "<start>", "<end>", "<unk>"] + [w for w in sorted(c, key=lambda w: (-c[w], w)) if c[w] > min_freq]
+
+    def raw_split(captions, min_freq):
+        c = Counter(w for s in captions for w in s.split(" "))
+        return ["<pad>", "<start>", "<end>", "<unk>"] + [w for w in sorted(c, key=lambda w: (-c[w], w)) if c[w] >= min_freq]
+
+    assert "special tokens are missing" in _diag(l00.check_build_vocab, forgot_specials).message
+    assert ">= min_freq" in _diag(l00.check_build_vocab, greater_than).message
+    assert "tokenize" in _diag(l00.check_build_vocab, raw_split).message
+
+
+def test_l00_encode_and_decode_mistakes_are_named():
+    def no_markers(caption, w2i):
+        return [w2i.get(w, w2i["<unk>"]) for w in tokenize(caption)]
+
+    def skip_unknown(caption, w2i):
+        return [w2i["<start>"], *[w2i[w] for w in tokenize(caption) if w in w2i], w2i["<end>"]]
+
+    def no_stop(ids, i2w):
+        return " ".join(w for w in (i2w[i] for i in ids) if not w.startswith("<"))
+
+    assert "<start> and <end> are missing" in _diag(l00.check_encode, no_markers).message
+    assert "<unk>" in _diag(l00.check_encode, skip_unknown).message
+    assert "does not stop at the first <end>" in _diag(l00.check_decode, no_stop).message
+
+    def crashes_on_unknown(caption, w2i):
+        return [w2i["<start>"], *[w2i[w] for w in tokenize(caption)], w2i["<end>"]]
+
+    r = _diag(l00.check_encode, crashes_on_unknown)
+    assert r.status == WRONG and "KeyError" in r.message
