@@ -63,8 +63,8 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     banner.metadata["tags"] = [BANNER_TAG]
     banner.pop("id", None)
     nb.cells = [banner] + cells
-    nb.metadata.pop("papermill", None)
-    nb.metadata.pop("widgets", None)
+    # Only what a student needs; execution-time details (versions, widget state) would cause drift.
+    nb.metadata = nbformat.from_dict({"kernelspec": nb.metadata.get("kernelspec", {}), "language_info": {"name": "python"}})
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i}"  # stable ids, so regenerating gives identical files
     return nb

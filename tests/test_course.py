@@ -1,0 +1,85 @@
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from captionlib import course
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTION = '''def f(x):
+    """doc"""
+    ### BEGIN SOLUTION
+    y = x + 1
+    return y
+    ### END SOLUTION
+
+print(f)'''
+
+
+def test_solution_blocks_become_stubs_at_their_indentation():
+    out = course.student_source(SOLUTION)
+    assert "y = x + 1" not in out
+    assert '    """doc"""\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(f)' in out
+    compile(out, "<student>", "exec")
+
+
+@pytest.mark.parametrize("bad", ["### BEGIN SOLUTION\nx", "x\n### END SOLUTION", "### BEGIN SOLUTION\n### BEGIN SOLUTION\n"])
+def test_unbalanced_markers_are_errors(bad):
+    with pytest.raises(ValueError):
+        course.student_source(bad)
+
+
+def _tiny_course(tmp_path):
+    sol, les = tmp_path / "solutions", tmp_path / "lessons"
+    sol.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOLUTION)])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="ran")]
+    nbformat.write(nb, sol / "00_tiny.ipynb")
+    return sol, les
+
+
+def test_build_then_drift_detection(tmp_path):
+    sol, les = _tiny_course(tmp_path)
+    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+    assert course.build(sol, les) == ["00_tiny.ipynb"]
+    assert course.stale(sol, les) == [] and course.build(sol, les) == []  # idempotent
+    student = nbformat.read(les / "00_tiny.ipynb", as_version=4)
+    assert "do not edit" in student.cells[0].source
+    assert student.cells[1].outputs == [] and "NotImplementedError" in student.cells[1].source
+
+    nb = nbformat.read(sol / "00_tiny.ipynb", as_version=4)  # edit the solution: the lesson is stale
+    nb.cells[0].source = nb.cells[0].source.replace("x + 1", "x + 2")
+    nb.cells.append(nbformat.v4.new_markdown_cell("new prose"))
+    nbformat.write(nb, sol / "00_tiny.ipynb")
+    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+
+    course.build(sol, les)  # hand-editing the lesson is drift too
+    (les / "00_tiny.ipynb").write_text((les / "00_tiny.ipynb").read_text().replace("new prose", "edited"))
+    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+    shutil.copy(les / "00_tiny.ipynb", les / "01_orphan.ipynb")
+    assert "01_orphan.ipynb (no solution)" in course.stale(sol, les)
+
+
+def test_the_repository_lessons_are_up_to_date():
+    assert course.stale() == [], "run: python -m captionlib.course build"
+
+
+def test_every_notebook_has_exactly_one_parameters_cell_and_solutions_have_outputs():
+    notebooks = sorted((REPO / "solutions").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks + sorted((REPO / "lessons").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path
+        assert "device" in tagged[0].source and "seed" in tagged[0].source
+    for path in notebooks:  # committed with outputs, so they read well on GitHub
+        nb = nbformat.read(path, as_version=4)
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+
+
+def test_course_run_reports_a_table(tmp_path, capsys):
+    rows = course.run([REPO / "solutions" / "00_setup_and_data.ipynb"], {"seed": 1}, tmp_path)
+    assert rows[0][0] == "00_setup_and_data.ipynb" and rows[0][1] == "ok"
+    out = nbformat.read(tmp_path / "00_setup_and_data.ipynb", as_version=4)
+    assert any("seed = 1" in c.source for c in out.cells)  # papermill injected the parameter
