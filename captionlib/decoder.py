@@ -1,0 +1,172 @@
+"""The decoders: Show and Tell (Vinyals et al., 2015) and Show, Attend and Tell (Xu et al., 2015).
+
+Lessons 03 (Show and Tell, teacher forcing) and 04 (attention) build this module. Both model
+
+    p(y_1..y_T | I) = Π_t p(y_t | y_<t, I)
+
+with an LSTM that reads the previous word and writes a distribution over the next one. Both have
+the same step interface, which training, greedy decoding and beam search share:
+
+    state = decoder.init_state(features)                 # (h, c), each (B, H)
+    memo = decoder.prepare(features)                     # per-batch work, done once
+    logits, state, alpha = decoder.step(words, state, features, memo)
+
+Shapes: B batch, T time, V vocab, P regions, E encoder dim, M embed dim, H hidden dim, A attention dim.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import SoftAttention
+from .lstm import LSTMCell
+
+__all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "sequence_loss"]
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int                 # V
+    encoder_dim: int = 1280         # E (EfficientNet-Lite0)
+    embed_dim: int = 256            # M
+    hidden_dim: int = 512           # H
+    attention_dim: int = 256        # A
+    dropout: float = 0.5            # on h before the output layer
+    attention: bool = True          # Show-Attend-Tell; False: Show and Tell
+    image_as: str = "state"         # Show and Tell only: image vector -> h0/c0 ("state") or first input ("input")
+    cell: str = "torch"             # "torch": nn.LSTMCell (fused kernels); "captionlib": lstm.LSTMCell (same weights)
+
+
+def _cell(config: DecoderConfig, input_size: int) -> nn.Module:
+    if config.cell == "torch":
+        return nn.LSTMCell(input_size, config.hidden_dim)
+    if config.cell == "captionlib":
+        return LSTMCell(input_size, config.hidden_dim)
+    raise ValueError(f"cell must be 'torch' or 'captionlib', got {config.cell!r}")
+
+
+class _Decoder(nn.Module):
+    """What both decoders share: embedding, output layer, and the teacher-forced unroll."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim)   # (V, M)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(config.hidden_dim, config.vocab_size)            # H -> V
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor, sample_prob: float = 0.0,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: the input at step t is the true word y_{t-1} (captions shifted by one).
+
+        Args:
+            features: (B, P, E) region features.
+            captions: (B, T) padded, <start> ... <end> <pad>...
+            sample_prob: scheduled sampling (lesson 05): the chance that a step's input is the
+                model's own sample from step t-1 instead of the true word.
+        Returns:
+            logits: (B, T-1, V) predicting captions[:, 1:].
+            alphas: (B, T-1, P) attention weights (None for Show and Tell).
+        """
+        state, memo = self.init_state(features), self.prepare(features)
+        words = captions[:, 0]                                             # (B,) <start>
+        logits, alphas = [], []
+        for t in range(captions.shape[1] - 1):
+            if t > 0 and sample_prob > 0:
+                own = torch.multinomial(F.softmax(logits[-1].detach(), -1), 1, generator=generator).squeeze(1)  # (B,)
+                coin = torch.rand(words.shape, device=words.device, generator=generator) < sample_prob
+                words = torch.where(coin, own, captions[:, t])
+            elif t > 0:
+                words = captions[:, t]
+            out, state, alpha = self.step(words, state, features, memo)
+            logits.append(out)
+            alphas.append(alpha)
+        logits = torch.stack(logits, dim=1)                                # (B, T-1, V)
+        return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
+
+    def settings(self) -> dict:
+        return asdict(self.config)
+
+
+class ShowTellDecoder(_Decoder):
+    """The image's pooled vector conditions the LSTM once, at the start; no attention."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__(config)
+        H, E, M = config.hidden_dim, config.encoder_dim, config.embed_dim
+        if config.image_as == "state":
+            self.init_h, self.init_c = nn.Linear(E, H), nn.Linear(E, H)
+        elif config.image_as == "input":
+            self.image_embed = nn.Linear(E, M)  # the image as word "-1", in the embedding space
+        else:
+            raise ValueError(f"image_as must be 'state' or 'input', got {config.image_as!r}")
+        self.cell = _cell(config, M)
+
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = features.mean(dim=1)                                           # (B, E) pooled image vector
+        if self.config.image_as == "state":
+            return torch.tanh(self.init_h(v)), torch.tanh(self.init_c(v))  # (B, H) each
+        zeros = v.new_zeros(v.shape[0], self.config.hidden_dim)
+        return self.cell(self.image_embed(v), (zeros, zeros))             # x_{-1} = W_I v (Vinyals eq. 10)
+
+    def prepare(self, features: torch.Tensor) -> None:
+        return None
+
+    def step(self, words, state, features, memo):
+        """words (B,) -> logits (B, V), new (h, c), alpha None."""
+        h, c = self.cell(self.embedding(words), state)                    # (B, H)
+        return self.fc(self.dropout(h)), (h, c), None
+
+
+class ShowAttendTellDecoder(_Decoder):
+    """At every step, attend over the P regions with the previous h, and feed the gated context in."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__(config)
+        H, E, M, A = config.hidden_dim, config.encoder_dim, config.embed_dim, config.attention_dim
+        self.attention = SoftAttention(E, H, A)
+        self.init_h, self.init_c = nn.Linear(E, H), nn.Linear(E, H)        # from the mean annotation (Xu sec. 3.1.2)
+        self.f_beta = nn.Linear(H, E)                                      # gating scalar β (Xu sec. 4.2.1), per channel
+        self.cell = _cell(config, M + E)
+
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = features.mean(dim=1)                                        # (B, E)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean))
+
+    def prepare(self, features: torch.Tensor) -> torch.Tensor:
+        return self.attention.project(features)                           # (B, P, A), once per batch
+
+    def step(self, words, state, features, memo):
+        """words (B,) -> logits (B, V), new (h, c), alpha (B, P)."""
+        h, c = state
+        context, alpha = self.attention(features, memo, h)                 # (B, E), (B, P)
+        beta = torch.sigmoid(self.f_beta(h))                               # (B, E) how much to look
+        x = torch.cat([self.embedding(words), beta * context], dim=1)      # (B, M + E)
+        h, c = self.cell(x, (h, c))                                        # (B, H)
+        return self.fc(self.dropout(h)), (h, c), alpha
+
+
+def build_decoder(config: DecoderConfig) -> _Decoder:
+    return ShowAttendTellDecoder(config) if config.attention else ShowTellDecoder(config)
+
+
+def sequence_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Tensor | None = None,
+                  alpha_c: float = 0.0, pad_idx: int = 0) -> torch.Tensor:
+    """Masked cross-entropy of the teacher-forced predictions, plus the doubly stochastic penalty.
+
+    Args:
+        logits: (B, T-1, V) from the decoder; captions: (B, T), targets are captions[:, 1:].
+        alphas: (B, T-1, P) attention weights; alpha_c: λ of λ Σ_p (1 - Σ_t α_tp)^2 (Xu eq. 14).
+    Returns:
+        a scalar: mean negative log-likelihood per real (non-<pad>) target token (+ penalty).
+    """
+    targets = captions[:, 1:]                                              # (B, T-1), shifted by one
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_idx)
+    if alphas is not None and alpha_c > 0:
+        mask = (targets != pad_idx).unsqueeze(2).to(alphas.dtype)          # (B, T-1, 1): no attention on padding
+        coverage = (alphas * mask).sum(dim=1)                              # (B, P) total attention per region
+        loss = loss + alpha_c * ((1.0 - coverage) ** 2).sum(dim=1).mean()
+    return loss

@@ -1,0 +1,239 @@
+"""Training a decoder with teacher forcing: masked loss, Adam, clipping, early stopping on BLEU-4.
+
+Lesson 03 builds it (lesson 05 adds scheduled sampling). One step: the decoder reads the true
+caption shifted by one and predicts every next word; the loss is cross-entropy over real
+(non-<pad>) tokens plus the doubly stochastic attention penalty. Each epoch ends with greedy
+captions for the validation images scored by corpus BLEU-4; training stops when it has not
+improved for `patience` epochs, and the best weights are kept (loss keeps falling long after
+captions stop improving, so we stop on the metric we care about).
+
+Checkpoints are written atomically and hold everything needed to continue exactly where a run
+stopped (model, optimiser, schedule, epoch, step in epoch, RNG state) — resuming on CPU with the
+same seed gives bit-identical weights.
+
+Shapes: B batch, T time, V vocab, P regions, E encoder dim.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .beam import greedy
+from .bleu import bleu_scores
+from .data import CaptionPairs, collate
+from .decoder import DecoderConfig, build_decoder, sequence_loss
+from .utils import atomic_save, load_checkpoint, pick_device
+from .vocab import Vocab, tokenize
+
+__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "evaluate_bleu"]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 4e-4                # Adam, as in Show-Attend-Tell's reference code
+    lr_decay: float = 0.9           # multiply the learning rate by this after every epoch
+    grad_clip: float = 5.0          # clip each gradient value to [-grad_clip, grad_clip]
+    alpha_c: float = 1.0            # λ of the doubly stochastic attention penalty
+    patience: int = 3               # epochs without a better val BLEU-4 before stopping
+    sampling: str = "none"          # scheduled sampling: "none", "linear" or "inverse_sigmoid"
+    sampling_max: float = 0.25      # the largest chance of feeding the model its own word
+    sampling_k: float = 5.0         # inverse-sigmoid steepness (in epochs)
+    max_len: int = 20               # longest caption when decoding for validation
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 0       # also save every this many steps (0: at the end of each epoch only)
+
+
+def sampling_prob(config: TrainConfig, epoch: int) -> float:
+    """Probability of feeding the model's own sample at epoch `epoch` (0-based). Bengio et al., 2015."""
+    if config.sampling == "none":
+        return 0.0
+    if config.sampling == "linear":
+        return config.sampling_max * min(1.0, epoch / max(1, config.epochs - 1))
+    if config.sampling == "inverse_sigmoid":  # teacher forcing prob k/(k+exp(e/k)) decays from ~1
+        k = config.sampling_k
+        return config.sampling_max * (1 - k / (k + math.exp(epoch / k)))
+    raise ValueError(f"sampling must be none, linear or inverse_sigmoid, got {config.sampling!r}")
+
+
+def _refs(captions: list) -> list:
+    return [[tokenize(c) for c in caps] for caps in captions]
+
+
+@torch.no_grad()
+def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, device, max_len: int = 20,
+                  beam_size: int = 1, batch_size: int = 100) -> tuple[dict, list]:
+    """BLEU-1..4 of the decoder's captions for images `indices`; returns (scores, caption strings)."""
+    from .beam import beam_search
+
+    decoder.eval()
+    hyps = []
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        feats = torch.from_numpy(np.asarray(features[idx], dtype=np.float32)).to(device)   # (b, P, E)
+        out = greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len)
+        hyps += [vocab.decode(c.tokens) for c in out]
+    scores = bleu_scores(_refs([captions[i] for i in indices]), [h.split() for h in hyps])
+    return scores, hyps
+
+
+class Trainer:
+    """Fits a decoder on cached features.
+
+    Args:
+        decoder_config: the model to build (vocab_size must equal len(vocab)).
+        features: (N, P, E) array-like, rows are images; train/val index into it.
+        captions: captions[i] = reference strings of image i.
+        train_idx, val_idx: image indices of the two splits (val may use another feature array:
+            pass val_features/val_captions).
+        checkpoint: where to save; None: keep everything in memory.
+        meta: extra plain data stored in the checkpoint (e.g. which encoder made the features).
+    """
+
+    def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
+                 val_features, val_captions, val_idx, config: TrainConfig = TrainConfig(),
+                 checkpoint: str | Path | None = None, meta: dict | None = None):
+        if decoder_config.vocab_size != len(vocab):
+            raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
+        self.config, self.vocab, self.meta = config, vocab, meta or {}
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        self.decoder = build_decoder(decoder_config).to(self.device)
+        self.decoder_config = decoder_config
+        self.pairs = CaptionPairs(features, captions, vocab, train_idx)
+        self.val = (val_features, val_captions, np.asarray(val_idx))
+        self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=config.lr)
+        self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": []}
+        self.best_bleu, self.best_state, self.bad_epochs = -1.0, None, 0
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict:
+        return {"model": self.decoder.state_dict(), "decoder_config": asdict(self.decoder_config),
+                "vocab": self.vocab.state_dict(), "train_config": asdict(self.config), "meta": self.meta,
+                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "history": self.history, "best_bleu": self.best_bleu, "best_model": self.best_state,
+                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        if self.checkpoint is not None:
+            atomic_save(self.state(), self.checkpoint)
+
+    def load(self, path: str | Path) -> None:
+        s = load_checkpoint(path)
+        if s.get("decoder_config") != asdict(self.decoder_config):
+            raise ValueError(f"{path} was trained with decoder {s.get('decoder_config')}, not {asdict(self.decoder_config)}; "
+                             "use the same settings to resume, or start a new checkpoint")
+        if s["vocab"]["idx_to_word"] != self.vocab.idx_to_word:
+            raise ValueError(f"{path} has a different vocabulary; resume with the vocabulary it was trained with")
+        self.decoder.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.schedule.load_state_dict(s["schedule"])
+        self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
+        self.history, self.best_bleu, self.best_state, self.bad_epochs = s["history"], s["best_bleu"], s["best_model"], s["bad_epochs"]
+        torch.set_rng_state(s["rng"])
+
+    # ------------------------------------------------------------ training
+
+    def _batches(self, epoch: int) -> list:
+        """This epoch's batch order: a permutation that depends only on (seed, epoch), so a resumed run sees the same."""
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.pairs), generator=g).tolist()
+        return [order[i:i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
+
+    def train_step(self, features, captions, sample_prob: float) -> float:
+        self.decoder.train()
+        logits, alphas = self.decoder(features, captions, sample_prob=sample_prob)   # (B, T-1, V), (B, T-1, P)
+        loss = sequence_loss(logits, captions, alphas, self.config.alpha_c, self.vocab.pad_idx)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_value_(self.decoder.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def fit(self, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> dict:
+        """Train until `epochs` or early stopping; with resume=True, continue from the checkpoint.
+
+        stop_after_steps: save and return after this many steps in total (to test resuming).
+        """
+        if resume and self.checkpoint is not None and self.checkpoint.exists():
+            self.load(self.checkpoint)
+        cfg = self.config
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+            p = sampling_prob(cfg, self.epoch)
+            batches = self._batches(self.epoch)
+            bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                       disable=not progress, leave=False)
+            for b in batches[self.step_in_epoch:]:
+                feats, caps, _, _ = collate([self.pairs[k] for k in b])
+                loss = self.train_step(feats.to(self.device), caps.to(self.device), p)
+                self.history["step_loss"].append(loss)
+                self.step_in_epoch += 1
+                self.global_step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
+                    self.save()
+                if stop_after_steps is not None and self.global_step >= stop_after_steps:
+                    self.save()
+                    bar.close()
+                    return self.history
+            bar.close()
+            self._end_epoch(p, len(batches), progress)
+        if self.best_state is not None:
+            self.decoder.load_state_dict(self.best_state)
+        return self.history
+
+    def _end_epoch(self, p: float, n_batches: int, progress: bool) -> None:
+        losses = self.history["step_loss"][-n_batches:]
+        feats, caps, idx = self.val
+        scores, _ = evaluate_bleu(self.decoder, feats, caps, self.vocab, idx, self.device, self.config.max_len)
+        h = self.history
+        h["train_loss"].append(float(np.mean(losses)))
+        h["val_bleu4"].append(scores["BLEU-4"])
+        h["val_bleu"].append(scores)
+        h["lr"].append(self.optimizer.param_groups[0]["lr"])
+        h["sampling_prob"].append(p)
+        if scores["BLEU-4"] > self.best_bleu:
+            self.best_bleu, self.bad_epochs = scores["BLEU-4"], 0
+            self.best_state = copy.deepcopy(self.decoder.state_dict())
+        else:
+            self.bad_epochs += 1
+        if progress:
+            print(f"epoch {self.epoch + 1}: train loss {h['train_loss'][-1]:.3f}, val BLEU-4 {scores['BLEU-4']:.3f}"
+                  f"{' (best)' if self.bad_epochs == 0 else ''}", flush=True)
+        self.schedule.step()
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.save()
+
+
+def load_model(path: str | Path, device: str = "auto"):
+    """A trained decoder from a checkpoint (best weights), with its vocabulary and metadata."""
+    s = load_checkpoint(path)
+    for key in ("model", "decoder_config", "vocab"):
+        if key not in s:
+            raise ValueError(f"{path} is not a captionlib checkpoint (no {key!r}); was it saved by `captionlib train`?")
+    vocab = Vocab.from_state_dict(s["vocab"])
+    config = DecoderConfig(**s["decoder_config"])
+    if config.vocab_size != len(vocab):
+        raise ValueError(f"{path}: the model expects {config.vocab_size} words but the vocabulary has {len(vocab)}")
+    decoder = build_decoder(config)
+    try:
+        decoder.load_state_dict(s.get("best_model") or s["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit the decoder described in the checkpoint: {e}") from e
+    return decoder.to(pick_device(device)).eval(), vocab, s

@@ -1,0 +1,93 @@
+import math
+import shutil
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from nltk.translate.bleu_score import SmoothingFunction
+from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
+
+from captionlib.bleu import (bleu_scores, brevity_penalty, closest_ref_length, clipped_counts, coco_metrics,
+                             corpus_bleu, sentence_bleu)
+
+WORDS = st.sampled_from(["a", "red", "circle", "above", "blue", "square", "two", "the"])
+SENT = st.lists(WORDS, min_size=0, max_size=9)
+ITEM = st.tuples(st.lists(st.lists(WORDS, min_size=1, max_size=9), min_size=1, max_size=5), SENT)
+WEIGHTS = {1: (1.0,), 2: (0.5, 0.5), 3: (1 / 3,) * 3, 4: (0.25,) * 4}
+
+
+def nltk(refs, hyps, n, smooth=None):
+    fn = SmoothingFunction().method1 if smooth else SmoothingFunction().method0
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nltk warns about zero counts
+        return nltk_corpus_bleu(refs, hyps, weights=WEIGHTS[n], smoothing_function=fn)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ITEM, min_size=1, max_size=8))
+def test_corpus_bleu_equals_nltk(items):
+    refs, hyps = [r for r, _ in items], [h for _, h in items]
+    for n in (1, 2, 3, 4):
+        assert math.isclose(corpus_bleu(refs, hyps, n), nltk(refs, hyps, n), rel_tol=0, abs_tol=1e-9)
+    ours = bleu_scores(refs, hyps)
+    for n in (1, 2, 3, 4):
+        assert math.isclose(ours[f"BLEU-{n}"], nltk(refs, hyps, n), abs_tol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(ITEM, min_size=1, max_size=5))
+def test_smoothed_bleu_equals_nltk_method1(items):
+    refs, hyps = [r for r, _ in items], [h for _, h in items]
+    assert math.isclose(corpus_bleu(refs, hyps, 4, smoothing=0.1), nltk(refs, hyps, 4, smooth=True), abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("refs,hyps", [
+    ([[["a", "b"]]], [[]]),                                   # empty hypothesis
+    ([[["a", "b"]]], [["c", "d"]]),                           # no match at all
+    ([[["a"]]], [["a"]]),                                     # single word, perfect
+    ([[["a", "b", "c"]], [["x"]]], [["a"], []]),              # mixed
+    ([[["the", "cat"], ["a", "cat", "sat", "here"]]], [["the", "cat", "sat"]]),
+])
+def test_edge_cases_equal_nltk(refs, hyps):
+    for n in (1, 2, 3, 4):
+        assert math.isclose(corpus_bleu(refs, hyps, n), nltk(refs, hyps, n), abs_tol=1e-9)
+
+
+def test_parts():
+    assert clipped_counts(["the"] * 7, [["the", "cat", "the"], ["the"]], 1) == (2, 7)  # Papineni's example
+    assert closest_ref_length([[1] * 3, [1] * 7], 5) == 3                              # tie -> shorter
+    assert brevity_penalty(10, 12) == 1.0 and brevity_penalty(10, 0) == 0.0
+    assert math.isclose(brevity_penalty(10, 5), math.exp(-1))
+    assert sentence_bleu([["a", "b", "c", "d"]], ["a", "b", "c", "d"]) == 1.0
+
+
+def test_mismatched_lengths_are_an_error():
+    with pytest.raises(ValueError, match="2 hypotheses but 1"):
+        corpus_bleu([[["a"]]], [["a"], ["b"]])
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
+def test_matches_pycocoevalcap_bleu_on_a_fixed_set():
+    refs = [["a small red circle above a blue square", "a red ball over a blue box", "a little red circle and a blue square"],
+            ["two green triangles", "there are two green triangles", "two little green triangles"],
+            ["a big yellow diamond on the left", "a yellow diamond", "there is a large yellow diamond"]]
+    hyps = ["a small red circle above a blue box", "there are two green triangles", "a yellow diamond on the right"]
+    coco = coco_metrics(refs, hyps)
+    # Lower-case words without punctuation tokenize the same in PTB and in ours, so BLEU agrees
+    # (pycocoevalcap adds 1e-9/1e-15 smoothing terms, hence the 1e-6 tolerance).
+    ours = bleu_scores([[r.split() for r in rs] for rs in refs], [h.split() for h in hyps])
+    for n in range(1, 5):
+        assert math.isclose(coco[f"BLEU-{n}"], ours[f"BLEU-{n}"], abs_tol=1e-6), (n, coco, ours)
+    # Where they differ: a hypothesis shorter than n words. nltk (and captionlib) count its n-gram
+    # total as 1, pycocoevalcap as 0, so with a 3-word caption COCO's BLEU-4 is higher.
+    short = hyps[:1] + ["two green triangles"] + hyps[2:]
+    coco_short = coco_metrics(refs, short)["BLEU-4"]
+    ours_short = bleu_scores([[r.split() for r in rs] for rs in refs], [h.split() for h in short])["BLEU-4"]
+    assert coco_short > ours_short + 0.01
+    assert 0 < coco["METEOR"] < 1 and 0 < coco["ROUGE-L"] <= 1 and coco["CIDEr"] > 0
+
+
+def test_coco_metrics_without_java_says_so(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="need Java"):
+        coco_metrics([["a"]], ["a"])

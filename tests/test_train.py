@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from captionlib.decoder import DecoderConfig
+from captionlib.train import TrainConfig, Trainer, load_model, sampling_prob
+from captionlib.utils import atomic_save
+from captionlib.vocab import Vocab
+
+N, P, E = 40, 4, 6
+COLOURS = ["red", "blue", "green", "yellow"]
+
+
+def toy():
+    """Features whose first channel encodes a colour; captions name it. Learnable in a few steps."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, N)
+    feats = rng.normal(0, 0.1, (N, P, E)).astype(np.float16)
+    feats[np.arange(N), :, 0] = labels[:, None]
+    captions = [[f"there is a {COLOURS[k]} circle", f"a {COLOURS[k]} circle is here"] for k in labels]
+    return feats, captions
+
+
+def trainer(tmp_path, name="ck.pt", **kw):
+    feats, captions = toy()
+    vocab = Vocab.build([c for cs in captions for c in cs])
+    dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=E, embed_dim=8, hidden_dim=16, attention_dim=8, dropout=0.3)
+    tc = TrainConfig(**{"epochs": 3, "batch_size": 8, "seed": 0, "device": "cpu", "patience": 10, **kw})
+    return Trainer(dc, vocab, feats, captions, range(30), feats, captions, range(30, 40), tc, tmp_path / name)
+
+
+def test_killed_and_resumed_training_gives_identical_weights(tmp_path):
+    full = trainer(tmp_path, "full.pt")
+    full.fit(progress=False)
+    part = trainer(tmp_path, "part.pt")
+    part.fit(stop_after_steps=11, progress=False)  # mid-epoch 2 (8 batches an epoch)
+    del part  # "killed": a new process would start from the file alone
+    resumed = trainer(tmp_path, "part.pt")
+    resumed.fit(resume=True, progress=False)
+    for (n, a), (_, b) in zip(full.decoder.state_dict().items(), resumed.decoder.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert full.history["val_bleu4"] == resumed.history["val_bleu4"]
+
+
+def test_training_learns_and_checkpoint_loads_with_weights_only(tmp_path):
+    t = trainer(tmp_path, epochs=8, lr=3e-2)
+    h = t.fit(progress=False)
+    assert h["train_loss"][-1] < h["train_loss"][0] and max(h["val_bleu4"]) > 0.5
+    raw = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert {"model", "optimizer", "vocab", "decoder_config", "epoch", "history"} <= set(raw)
+    decoder, vocab, meta = load_model(tmp_path / "ck.pt", device="cpu")
+    assert len(vocab) == raw["decoder_config"]["vocab_size"] and not decoder.training
+
+
+def test_early_stopping_on_bleu(tmp_path):
+    t = trainer(tmp_path, epochs=20, lr=0.0, patience=2)  # nothing changes, so BLEU never improves
+    h = t.fit(progress=False)
+    assert len(h["val_bleu4"]) == 3
+
+
+def test_mismatched_checkpoints_are_clear_errors(tmp_path):
+    t = trainer(tmp_path)
+    t.fit(stop_after_steps=1, progress=False)
+    other = trainer(tmp_path, "ck.pt")
+    other.decoder_config.hidden_dim = 32
+    with pytest.raises(ValueError, match="trained with decoder"):
+        other.load(tmp_path / "ck.pt")
+    state = torch.load(tmp_path / "ck.pt", weights_only=True)
+    state["vocab"]["idx_to_word"] = state["vocab"]["idx_to_word"] + ["zebra"]
+    atomic_save(state, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="expects .* words but the vocabulary has"):
+        load_model(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable captionlib checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="captionlib train"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
+    atomic_save({"a": torch.ones(2)}, tmp_path / "c.pt")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"a": torch.zeros(2)}, tmp_path / "c.pt")
+    assert torch.equal(torch.load(tmp_path / "c.pt", weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_sampling_schedules():
+    lin = TrainConfig(sampling="linear", epochs=5, sampling_max=0.5)
+    assert [sampling_prob(lin, e) for e in range(5)] == [0.0, 0.125, 0.25, 0.375, 0.5]
+    inv = TrainConfig(sampling="inverse_sigmoid", sampling_max=1.0, sampling_k=3)
+    probs = [sampling_prob(inv, e) for e in range(10)]
+    assert probs == sorted(probs) and 0 < probs[0] < 0.3
+    assert sampling_prob(TrainConfig(), 7) == 0.0
