@@ -42,7 +42,7 @@ class TrainConfig:
     lr: float = 4e-4                # Adam, as in Show-Attend-Tell's reference code
     lr_decay: float = 0.9           # multiply the learning rate by this after every epoch
     grad_clip: float = 5.0          # clip each gradient value to [-grad_clip, grad_clip]
-    alpha_c: float = 1.0            # λ of the doubly stochastic attention penalty
+    alpha_c: float = 1 / 49         # λ of λ Σ_p (1 - Σ_t α_tp)^2; 1/P = the reference code's mean over P with λ=1
     patience: int = 3               # epochs without a better val BLEU-4 before stopping
     sampling: str = "none"          # scheduled sampling: "none", "linear" or "inverse_sigmoid"
     sampling_max: float = 0.25      # the largest chance of feeding the model its own word

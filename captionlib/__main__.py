@@ -1,0 +1,167 @@
+"""The command line: train, evaluate, and caption images.
+
+    captionlib train --dataset shapes [--epochs 8] [--device auto] [--checkpoint PATH]
+    captionlib evaluate [--checkpoint PATH] [--split test] [--beam-size 3]
+    captionlib caption IMAGE... [--checkpoint PATH] [--beam-size 3]
+
+(also `python -m captionlib ...`). Features are extracted once and cached (data/cache/features).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["main"]
+
+
+def _default_checkpoint(dataset: str, backbone: str) -> Path:
+    from .utils import data_root
+
+    return data_root() / "cache" / "checkpoints" / f"{dataset}-{backbone}.pt"
+
+
+def _encoder(backbone: str, grid: int):
+    from .encoder import Encoder
+
+    return Encoder(backbone, grid=grid)
+
+
+def cmd_train(a) -> int:
+    from .data import load_split
+    from .decoder import DecoderConfig
+    from .features import features_for
+    from .train import TrainConfig, Trainer
+    from .vocab import Vocab
+
+    start = time.time()
+    torch.manual_seed(a.seed)
+    train, val = load_split(a.dataset, "train"), load_split(a.dataset, "val")
+    encoder = _encoder(a.backbone, a.grid)
+    n_train = min(a.subset or len(train), len(train))
+    tf = features_for(train, encoder, upto=n_train, device=a.device)
+    vf = features_for(val, encoder, device=a.device)
+    vocab = Vocab.build([c for i in tf.valid(n_train) for c in train.captions[i]], min_freq=a.min_freq, max_len=a.max_len)
+    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+    dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
+                       hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
+    tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                     patience=a.patience, max_len=a.max_len, sampling=a.sampling)
+    meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": a.grid, "train_images": int(n_train)}
+    trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
+                      vf.valid(), tc, checkpoint, meta)
+    print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}")
+    history = trainer.fit(resume=a.resume)
+    print(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .data import load_split
+    from .evaluate import attention_in_box, reference_ceiling
+    from .features import features_for
+    from .train import evaluate_bleu, load_model
+    from .beam import beam_search
+
+    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+    decoder, vocab, state = load_model(checkpoint, a.device)
+    meta = state.get("meta", {})
+    split = load_split(meta.get("dataset", a.dataset), a.split)
+    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
+    store = features_for(split, encoder, device=a.device)
+    idx = store.valid()
+    device = next(decoder.parameters()).device
+    scores, hyps = evaluate_bleu(decoder, store.features, split.captions, vocab, idx, device, a.max_len, a.beam_size)
+    ceiling = reference_ceiling([split.captions[i] for i in idx])
+    print(f"{split.dataset}/{a.split}: {len(idx)} images, beam {a.beam_size}")
+    print(f"{'':10} {'model':>8} {'ceiling':>8} {'ratio':>6}")
+    for k in scores:
+        print(f"{k:10} {scores[k]:8.4f} {ceiling[k]:8.4f} {scores[k] / ceiling[k]:6.2f}")
+    if split.scenes is not None and decoder.config.attention:
+        inside, uniform = [], []
+        for start in range(0, len(idx), 100):
+            chunk = idx[start:start + 100]
+            feats = torch.from_numpy(np.asarray(store.features[chunk], dtype=np.float32)).to(device)
+            for i, c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len)):
+                words = vocab.decode(c.tokens, join=False)
+                for _, m, u in attention_in_box(split.scenes[i], words, c.alphas.numpy(), encoder.grid):
+                    inside.append(m)
+                    uniform.append(u)
+        print(f"attention in the named objects' boxes: {np.mean(inside):.3f} of the mass "
+              f"(uniform attention: {np.mean(uniform):.3f}; {len(inside)} object words)")
+    for i in range(3):
+        print(f"  [{idx[i]}] {hyps[i]!r}   refs: {split.captions[idx[i]][:2]}")
+    return 0
+
+
+def cmd_caption(a) -> int:
+    from .beam import beam_search
+    from .images import ImageLoadError, load_image
+    from .train import load_model
+
+    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+    decoder, vocab, state = load_model(checkpoint, a.device)
+    meta = state.get("meta", {})
+    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
+    device = next(decoder.parameters()).device
+    encoder = encoder.to(device).eval()
+    status = 0
+    for path in a.images:
+        try:
+            image = load_image(path)
+        except ImageLoadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        with torch.no_grad():
+            feats, _ = encoder(encoder.preprocess(image).to(device))
+        c = beam_search(decoder, feats, a.beam_size, a.max_len)[0]
+        print(f"{path}: {vocab.decode(c.tokens)}   (log p = {c.score:.2f})")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="captionlib", description="Train, evaluate and run a Show-Attend-Tell captioner.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("train", "evaluate", "caption"):
+        s = sub.add_parser(name)
+        s.add_argument("--dataset", default="shapes")
+        s.add_argument("--backbone", default="efficientnet-lite0")
+        s.add_argument("--grid", type=int, default=7)
+        s.add_argument("--device", default="auto")
+        s.add_argument("--checkpoint", help="default: data/cache/checkpoints/DATASET-BACKBONE.pt")
+        s.add_argument("--beam-size", type=int, default=3)
+        s.add_argument("--max-len", type=int, default=20)
+        if name == "train":
+            s.add_argument("--epochs", type=int, default=3)
+            s.add_argument("--batch-size", type=int, default=64)
+            s.add_argument("--lr", type=float, default=1e-3)
+            s.add_argument("--patience", type=int, default=3)
+            s.add_argument("--subset", type=int, help="train on the first N training images only")
+            s.add_argument("--min-freq", type=int, default=1)
+            s.add_argument("--embed-dim", type=int, default=128)
+            s.add_argument("--hidden-dim", type=int, default=256)
+            s.add_argument("--attention-dim", type=int, default=128)
+            s.add_argument("--dropout", type=float, default=0.5)
+            s.add_argument("--sampling", default="none", choices=["none", "linear", "inverse_sigmoid"])
+            s.add_argument("--no-attention", action="store_true", help="Show and Tell instead of Show-Attend-Tell")
+            s.add_argument("--resume", action="store_true")
+            s.add_argument("--seed", type=int, default=0)
+        if name == "evaluate":
+            s.add_argument("--split", default="test")
+        if name == "caption":
+            s.add_argument("images", nargs="+")
+    a = p.parse_args(argv)
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption}[a.cmd](a)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

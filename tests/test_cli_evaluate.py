@@ -1,0 +1,54 @@
+import numpy as np
+import torch
+from PIL import Image
+
+from captionlib.__main__ import main
+from captionlib.decoder import DecoderConfig, build_decoder
+from captionlib.evaluate import attention_in_box, reference_ceiling, region_box_overlap
+from captionlib.shapes import Scene, ShapeObject
+from captionlib.utils import atomic_save
+from captionlib.vocab import Vocab
+
+
+def test_reference_ceiling():
+    same = [["a red circle is here"] * 3, ["two blue boxes are here"] * 3]
+    assert reference_ceiling(same)["BLEU-4"] == 1.0
+    mixed = [["a red circle is here now", "a red ball is there now", "one red circle is here now"]]
+    assert 0 < reference_ceiling(mixed)["BLEU-4"] < 1
+
+
+def test_region_box_overlap_and_attention_in_box():
+    cover = region_box_overlap((0, 0, 112, 112), grid=2, size=224)
+    assert cover.tolist() == [1.0, 0.0, 0.0, 0.0]  # the top-left cell, row-major
+    assert np.isclose(region_box_overlap((0, 0, 56, 224), 2, 224), [0.5, 0, 0.5, 0]).all()
+    scene = Scene([ShapeObject("circle", "red", "small", (0, 0, 112, 112)),
+                   ShapeObject("square", "blue", "large", (112, 112, 224, 224))], (200, 200, 200), (0, 0, 0), 0)
+    alphas = np.array([[0.25] * 4, [0.7, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 1.0]])
+    got = attention_in_box(scene, ["a", "red", "box"], alphas, grid=2)
+    assert got == [("red", 0.7, 0.25), ("box", 1.0, 0.25)]
+    assert attention_in_box(scene, ["green"], alphas[:1], grid=2) == []  # nothing green to grade against
+
+
+def _checkpoint(tmp_path):
+    vocab = Vocab.build(["a red circle", "a blue square"])
+    cfg = DecoderConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=8, hidden_dim=16, attention_dim=8)
+    dec = build_decoder(cfg)
+    path = tmp_path / "model.pt"
+    atomic_save({"model": dec.state_dict(), "decoder_config": cfg.__dict__, "vocab": vocab.state_dict(),
+                 "meta": {"dataset": "shapes", "backbone": "efficientnet-lite0", "grid": 7}}, path)
+    return path
+
+
+def test_caption_command_prints_a_caption_and_reports_bad_images(tmp_path, capsys):
+    ck = _checkpoint(tmp_path)
+    Image.new("RGB", (90, 60), (200, 20, 20)).save(tmp_path / "photo.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"nope")
+    code = main(["caption", str(tmp_path / "photo.jpg"), str(tmp_path / "broken.jpg"), "--checkpoint", str(ck), "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "photo.jpg:" in out and "log p" in out
+    assert "broken.jpg" in err and "error:" in err
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["caption", "x.jpg", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "captionlib train" in capsys.readouterr().err
