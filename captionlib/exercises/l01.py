@@ -1,0 +1,93 @@
+"""Lesson 01 exercises: feature maps as regions, pooling, and preprocessing a photo.
+
+Shapes: B batch, E channels, h x w feature map, P = h*w regions, S image side.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..checks import Mistake, checked
+
+__all__ = ["to_regions", "pool", "preprocess", "check_to_regions", "check_pool", "check_preprocess"]
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def to_regions(fmap: torch.Tensor) -> torch.Tensor:
+    """(B, E, h, w) -> (B, P, E), region p = row * w + col."""
+    return fmap.flatten(2).transpose(1, 2)
+
+
+def pool(features: torch.Tensor, how: str) -> torch.Tensor:
+    """(B, P, E) -> (B, E): the average or the maximum over regions."""
+    return features.mean(dim=1) if how == "avg" else features.max(dim=1).values
+
+
+def preprocess(img: Image.Image, size: int, mean=MEAN, std=STD) -> torch.Tensor:
+    """PIL image -> (3, S, S): resized, scaled to [0, 1], normalised per channel."""
+    x = torch.from_numpy(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+    x = x.permute(2, 0, 1) / 255.0
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def _fmaps():
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(2, 5, 3, 4, generator=g),), (torch.randn(1, 3, 2, 2, generator=g),)]
+
+
+def check_to_regions(fn):
+    B_E_P = "you returned (B, E, P): transpose the last two axes to get (B, P, E)"
+    mistakes = [
+        Mistake("regions are scrambled: reshaping (B, E, h, w) straight to (B, P, E) mixes channels and positions. "
+                "Move the channel axis last first (flatten(2) then transpose(1, 2), or permute(0, 2, 3, 1))",
+                lambda f: f.reshape(f.shape[0], -1, f.shape[1])),
+        Mistake("regions are in column-major order (h and w swapped): region p must be row * w + col",
+                lambda f: f.permute(0, 3, 2, 1).reshape(f.shape[0], -1, f.shape[1])),
+        Mistake(B_E_P, lambda f: f.flatten(2)),
+    ]
+    return checked("to_regions", fn, to_regions, _fmaps(), mistakes=mistakes)
+
+
+def check_pool(fn):
+    g = torch.Generator().manual_seed(1)
+    cases = [(torch.randn(2, 6, 4, generator=g), "avg"), (torch.randn(2, 6, 4, generator=g), "max"),
+             (torch.randn(3, 4, 6, generator=g), "avg"), (torch.randn(3, 4, 6, generator=g), "max")]
+    mistakes = [
+        Mistake("pooled over the feature dimension (dim=2) instead of over the regions (dim=1)",
+                lambda f, how: f.mean(dim=2) if how == "avg" else f.max(dim=2).values),
+        Mistake("pooled over the batch (dim=0): every image must keep its own vector",
+                lambda f, how: f.mean(dim=0) if how == "avg" else f.max(dim=0).values),
+        Mistake("'max' returns the average (or 'avg' the maximum): check which branch does what",
+                lambda f, how: f.max(dim=1).values if how == "avg" else f.mean(dim=1)),
+    ]
+
+    def tuple_hint(args, got):
+        if isinstance(got, tuple) or type(got).__name__.endswith("return_types.max"):
+            return "torch.max(x, dim) returns (values, indices): take .values"
+        return None
+
+    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint])
+
+
+def check_preprocess(fn):
+    rng = np.random.default_rng(0)
+    # Already at the target size, so any resampling filter gives the same pixels: we grade
+    # scaling, normalising and the axis order, not the choice of filter.
+    img = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    gray = Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).convert("L")
+    cases = [(img, 8), (gray, 6)]
+
+    def as_tensor(im, size):
+        return torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+
+    mistakes = [
+        Mistake("ImageNet normalisation is missing: subtract the mean and divide by the std per channel; the CNN "
+                "was trained on normalised pixels and sees garbage otherwise", lambda im, s: as_tensor(im, s).permute(2, 0, 1) / 255),
+        Mistake("pixels are not scaled to [0, 1] before normalising: divide by 255 first",
+                lambda im, s: (as_tensor(im, s).permute(2, 0, 1) - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)),
+        Mistake("channels are last, (S, S, 3): torch convolutions want (3, S, S), use permute(2, 0, 1)",
+                lambda im, s: (as_tensor(im, s) / 255 - torch.tensor(MEAN)) / torch.tensor(STD)),
+    ]
+    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes)

@@ -1,0 +1,101 @@
+"""Lesson 02 exercises: one LSTM step from the equations, and unrolling it over a sequence.
+
+Shapes: B batch, T time, M input dim, H hidden dim. Gate order (i, f, g, o), as torch.nn.LSTMCell.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..checks import Mistake, checked
+from ..lstm import lstm_step, lstm_unroll
+
+__all__ = ["lstm_step", "lstm_unroll", "check_lstm_step", "check_lstm_unroll"]
+
+
+def _step_cases():
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for B, M, H in ((2, 3, 4), (3, 5, 2)):
+        r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+        out.append((r(B, M), r(B, H), r(B, H), r(4 * H, M), r(4 * H, H), r(4 * H), r(4 * H)))
+    return out
+
+
+def _gates(x, h, W_ih, W_hh, b_ih, b_hh):
+    return (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, dim=1)
+
+
+def _ifog(x, h, c, W_ih, W_hh, b_ih, b_hh):          # gates read as (i, f, o, g)
+    i, f, o, g = _gates(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _g_sigmoid(x, h, c, W_ih, W_hh, b_ih, b_hh):     # σ on the candidate instead of tanh
+    i, f, g, o = _gates(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.sigmoid(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _no_forget(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _gates(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _h_from_c_prev(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _gates(x, h, W_ih, W_hh, b_ih, b_hh)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c_new
+
+
+def check_lstm_step(fn):
+    mistakes = [
+        Mistake("the gates are in the wrong order: torch.nn.LSTMCell stacks them as (i, f, g, o), not (i, f, o, g)", _ifog),
+        Mistake("the candidate g uses sigmoid: it must be tanh (it is a new value in [-1, 1], not a gate)", _g_sigmoid),
+        Mistake("the forget gate is not applied to c_prev: c = f * c_prev + i * g", _no_forget),
+        Mistake("h is computed from c_prev: use the new cell state, h = o * tanh(c)", _h_from_c_prev),
+    ]
+
+    def swapped_outputs(args, got):
+        ref = lstm_step(*args)
+        if isinstance(got, tuple) and len(got) == 2 and torch.allclose(got[0], ref[1]) and torch.allclose(got[1], ref[0]):
+            return "return (h, c) in that order: you returned (c, h)"
+        return None
+
+    return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, hints=[swapped_outputs], atol=1e-8)
+
+
+class _Cell:
+    """A fixed random LSTM cell, callable as cell(x, (h, c))."""
+
+    def __init__(self, M, H, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.p = [torch.randn(4 * H, M, generator=g, dtype=torch.float64), torch.randn(4 * H, H, generator=g, dtype=torch.float64),
+                  torch.randn(4 * H, generator=g, dtype=torch.float64), torch.randn(4 * H, generator=g, dtype=torch.float64)]
+
+    def __call__(self, x, state):
+        return lstm_step(x, *state, *self.p)
+
+
+def _unroll_no_carry(xs, h, c, cell):
+    hs = [cell(xs[:, t], (h, c))[0] for t in range(xs.shape[1])]
+    return torch.stack(hs, 1), cell(xs[:, -1], (h, c))
+
+
+def _unroll_time_major(xs, h, c, cell):
+    hs, (h, c) = lstm_unroll(xs, h, c, cell)
+    return hs.transpose(0, 1), (h, c)
+
+
+def check_lstm_unroll(fn):
+    g = torch.Generator().manual_seed(1)
+    cases = []
+    for B, T, M, H in ((2, 5, 3, 4), (3, 3, 2, 2)):
+        cases.append((torch.randn(B, T, M, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64),
+                      torch.randn(B, H, generator=g, dtype=torch.float64), _Cell(M, H, seed=T)))
+    mistakes = [
+        Mistake("the hidden state is not carried across steps: each step must start from the (h, c) the previous step returned", _unroll_no_carry),
+        Mistake("hs is time-major (T, B, H): stack along dim=1 to get (B, T, H)", _unroll_time_major),
+    ]
+    return checked("lstm_unroll", fn, lstm_unroll, cases, mistakes=mistakes, atol=1e-8)

@@ -1,0 +1,121 @@
+"""Lesson 03 exercises: teacher-forcing inputs/targets, the masked loss, the teacher-forced forward pass.
+
+Shapes: B batch, T time, V vocab, P regions, E encoder dim.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..checks import Mistake, checked
+from ..decoder import DecoderConfig, build_decoder
+
+__all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "check_shift_captions", "check_masked_loss",
+           "check_teacher_forced_logits"]
+
+
+def shift_captions(captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) padded captions -> inputs (B, T-1) = y_0..y_{T-2}, targets (B, T-1) = y_1..y_{T-1}."""
+    return captions[:, :-1], captions[:, 1:]
+
+
+def masked_loss(logits: torch.Tensor, targets: torch.Tensor, pad_idx: int = 0) -> torch.Tensor:
+    """Mean cross-entropy over the real (non-pad) targets. logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_idx)
+
+
+def teacher_forced_logits(decoder, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+    """(B, T-1, V): at step t the decoder reads the true word captions[:, t] and predicts captions[:, t+1]."""
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+CAPS = torch.tensor([[1, 5, 6, 7, 2, 0, 0], [1, 4, 2, 0, 0, 0, 0], [1, 9, 8, 7, 6, 5, 2]])
+
+
+def check_shift_captions(fn):
+    mistakes = [
+        Mistake("targets equal the inputs (no shift): the model would learn to predict the current word, not the next",
+                lambda c: (c[:, :-1], c[:, :-1])),
+        Mistake("targets start with <start>: the model never has to predict <start>; targets are captions[:, 1:]",
+                lambda c: (c[:, :-1], c)),
+        Mistake("inputs and targets are swapped: inputs = captions[:, :-1] (they start with <start>), targets = captions[:, 1:]",
+                lambda c: (c[:, 1:], c[:, :-1])),
+        Mistake("inputs still contain the last token: they must stop one short, captions[:, :-1]",
+                lambda c: (c, c[:, 1:])),
+    ]
+    return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes)
+
+
+def _logit_cases():
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(3, 6, 10, generator=g), CAPS[:, 1:], 0), (torch.randn(2, 4, 10, generator=g), CAPS[:2, 1:5], 0)]
+
+
+def check_masked_loss(fn):
+    def counts_pad(logits, targets, pad_idx=0):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+    def over_padded_length(logits, targets, pad_idx=0):
+        per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return (per * (targets.reshape(-1) != pad_idx)).sum() / targets.numel()
+
+    def summed(logits, targets, pad_idx=0):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_idx, reduction="sum")
+
+    def per_caption_mean(logits, targets, pad_idx=0):
+        per = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")          # (B, T)
+        mask = (targets != pad_idx).float()
+        return ((per * mask).sum(1) / mask.sum(1)).mean()
+
+    mistakes = [
+        Mistake("<pad> targets are counted in the loss: mask them out (ignore_index=pad_idx)", counts_pad),
+        Mistake("the loss is averaged over the padded length (B*T): divide by the number of real tokens", over_padded_length),
+        Mistake("the loss is summed, not averaged: its size would depend on the batch", summed),
+        Mistake("the mean is per caption, then over captions: average over all real tokens of the batch instead", per_caption_mean),
+    ]
+    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes)
+
+
+def _decoder(attention):
+    torch.manual_seed(0)
+    return build_decoder(DecoderConfig(vocab_size=10, encoder_dim=6, embed_dim=4, hidden_dim=5, attention_dim=3,
+                                       dropout=0.0, attention=attention)).eval()
+
+
+def check_teacher_forced_logits(fn):
+    g = torch.Generator().manual_seed(2)
+    cases = [(_decoder(False), torch.randn(3, 4, 6, generator=g), CAPS), (_decoder(True), torch.randn(3, 4, 6, generator=g), CAPS)]
+
+    def own_predictions(decoder, features, captions):
+        state, memo = decoder.init_state(features), decoder.prepare(features)
+        words, out = captions[:, 0], []
+        for t in range(captions.shape[1] - 1):
+            logits, state, _ = decoder.step(words, state, features, memo)
+            out.append(logits)
+            words = logits.argmax(-1)
+        return torch.stack(out, 1)
+
+    def fresh_state(decoder, features, captions):
+        memo = decoder.prepare(features)
+        return torch.stack([decoder.step(captions[:, t], decoder.init_state(features), features, memo)[0]
+                            for t in range(captions.shape[1] - 1)], 1)
+
+    def current_word(decoder, features, captions):
+        state, memo = decoder.init_state(features), decoder.prepare(features)
+        out = []
+        for t in range(1, captions.shape[1]):
+            logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+            out.append(logits)
+        return torch.stack(out, 1)
+
+    mistakes = [
+        Mistake("the decoder is fed its own predictions: with teacher forcing the input at step t is the true word captions[:, t]", own_predictions),
+        Mistake("the state is not carried from step to step: pass the state each step returns into the next", fresh_state),
+        Mistake("the inputs are shifted the wrong way: step t reads captions[:, t] (starting with <start>) and predicts captions[:, t+1]", current_word),
+    ]
+    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes)

@@ -1,0 +1,119 @@
+"""Lesson 04 exercises: additive attention, and one decoder step with attention and the gate β.
+
+Shapes: B batch, P regions, E encoder dim, H hidden dim, A attention dim, M embed dim, V vocab.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..checks import Mistake, checked
+from ..decoder import DecoderConfig, build_decoder
+
+__all__ = ["attend", "attention_step", "check_attend", "check_attention_step"]
+
+
+def attend(features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor, W_h: torch.Tensor, w: torch.Tensor):
+    """e_p = w · tanh(projected_p + W_h h); α = softmax over regions; context = Σ_p α_p f_p.
+
+    features (B, P, E), projected (B, P, A), h (B, H), W_h (A, H), w (A,) -> context (B, E), alpha (B, P).
+    """
+    e = torch.tanh(projected + (h @ W_h.T).unsqueeze(1)) @ w        # (B, P)
+    alpha = torch.softmax(e, dim=1)                                  # (B, P)
+    return (alpha.unsqueeze(2) * features).sum(dim=1), alpha         # (B, E), (B, P)
+
+
+def attention_step(decoder, words, state, features, projected):
+    """One Show-Attend-Tell step: attend with the previous h, gate the context, run the LSTM, predict.
+
+    words (B,), state (h, c) each (B, H) -> logits (B, V), (h, c), alpha (B, P).
+    """
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), beta * context], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def _attend_cases():
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    return [(r(2, 5, 3), r(2, 5, 4), r(2, 6), r(4, 6), r(4)), (r(3, 4, 2), r(3, 4, 3), r(3, 2), r(3, 2), r(3))]
+
+
+def check_attend(fn):
+    def feature_softmax(features, projected, h, W_h, w):
+        a = torch.softmax(torch.tanh(projected + (h @ W_h.T).unsqueeze(1)), dim=2) @ w
+        return (a.unsqueeze(2) * features).sum(1), a
+
+    def batch_softmax(features, projected, h, W_h, w):
+        a = torch.softmax(torch.tanh(projected + (h @ W_h.T).unsqueeze(1)) @ w, dim=0)
+        return (a.unsqueeze(2) * features).sum(1), a
+
+    def no_tanh(features, projected, h, W_h, w):
+        a = torch.softmax((projected + (h @ W_h.T).unsqueeze(1)) @ w, dim=1)
+        return (a.unsqueeze(2) * features).sum(1), a
+
+    def raw_scores(features, projected, h, W_h, w):
+        e = torch.tanh(projected + (h @ W_h.T).unsqueeze(1)) @ w
+        return (e.unsqueeze(2) * features).sum(1), torch.softmax(e, dim=1)
+
+    mistakes = [
+        Mistake("the softmax is over the feature dimension instead of over the P regions: score first (@ w), then softmax(dim=1)", feature_softmax),
+        Mistake("the softmax is over the batch (dim=0) instead of over the P regions (dim=1)", batch_softmax),
+        Mistake("the tanh is missing: e = w · tanh(W_f f + W_h h)", no_tanh),
+        Mistake("the context is not a convex combination: weight the regions by α (after the softmax), not by the raw scores e", raw_scores),
+    ]
+    return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8)
+
+
+def _decoder():
+    torch.manual_seed(0)
+    cfg = DecoderConfig(vocab_size=9, encoder_dim=5, embed_dim=3, hidden_dim=5, attention_dim=4, dropout=0.0, attention=True)
+    return build_decoder(cfg).eval()  # E == H, so a gate put on h instead of the context is computable
+
+
+def _step_cases():
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for B in (2, 3):
+        dec = _decoder()
+        feats = torch.randn(B, 4, 5, generator=g)
+        out.append((dec, torch.randint(0, 9, (B,), generator=g), (torch.randn(B, 5, generator=g), torch.randn(B, 5, generator=g)),
+                    feats, dec.attention.project(feats).detach()))
+    return out
+
+
+def check_attention_step(fn):
+    def gate_on_h(decoder, words, state, features, projected):
+        h, c = state
+        context, alpha = decoder.attention(features, projected, h)
+        beta = torch.sigmoid(decoder.f_beta(h))
+        h, c = decoder.cell(torch.cat([decoder.embedding(words), context], dim=1), (beta * h, c))
+        return decoder.fc(h), (h, c), alpha
+
+    def no_gate(decoder, words, state, features, projected):
+        h, c = state
+        context, alpha = decoder.attention(features, projected, h)
+        h, c = decoder.cell(torch.cat([decoder.embedding(words), context], dim=1), (h, c))
+        return decoder.fc(h), (h, c), alpha
+
+    def logits_from_old_h(decoder, words, state, features, projected):
+        _, (h, c), alpha = attention_step(decoder, words, state, features, projected)
+        return decoder.fc(state[0]), (h, c), alpha
+
+    mistakes = [
+        Mistake("the gate β is applied to h instead of to the context: β = σ(f_β(h)) scales how much of z_t enters the LSTM", gate_on_h),
+        Mistake("the gate β is missing: multiply the context by β = σ(f_β(h)) before concatenating", no_gate),
+        Mistake("the logits come from the previous h: predict from the new h the LSTM just returned", logits_from_old_h),
+    ]
+    result = checked("attention_step", fn, attention_step, _step_cases(), mistakes=mistakes)
+    if result is fn:  # correct: one more look, for speed
+        args = _step_cases()[0]
+        calls = []
+        hook = args[0].attention.encoder_proj.register_forward_hook(lambda *a: calls.append(1))
+        fn(*args)
+        hook.remove()
+        if calls:
+            print("   ⚡ performance note: the step recomputes the encoder projection W_f f. It does not depend on t: "
+                  "use the `projected` argument, computed once per batch.")
+    return result

@@ -1,0 +1,170 @@
+"""Every mistake the lessons promise to diagnose, fed to its check as a learner would write it.
+
+The wrong implementations here are written independently of the checks' own `Mistake`s, so a test
+passes only if the check recognises the behaviour, not the code.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from captionlib.exercises import l01, l02, l03, l04
+
+
+def verdict(capsys, check, fn, reference):
+    used = check(fn)
+    out = capsys.readouterr().out
+    assert used is reference, out  # a wrong answer never replaces the reference
+    return out
+
+
+# ---------------------------------------------------------------- lesson 01
+
+def test_l01_to_regions(capsys):
+    def view_only(f):
+        B, E, h, w = f.shape
+        return f.view(B, h * w, E)
+
+    def transposed_grid(f):
+        return f.transpose(2, 3).flatten(2).transpose(1, 2)
+
+    assert "scrambled" in verdict(capsys, l01.check_to_regions, view_only, l01.to_regions)
+    assert "column-major" in verdict(capsys, l01.check_to_regions, transposed_grid, l01.to_regions)
+    assert "(B, E, P)" in verdict(capsys, l01.check_to_regions, lambda f: f.reshape(*f.shape[:2], -1), l01.to_regions)
+
+
+def test_l01_pool(capsys):
+    def wrong_axis(f, how):
+        return f.mean(-1) if how == "avg" else f.amax(-1)
+
+    def tuple_max(f, how):
+        return f.mean(1) if how == "avg" else torch.max(f, 1)
+
+    assert "feature dimension" in verdict(capsys, l01.check_pool, wrong_axis, l01.pool)
+    assert ".values" in verdict(capsys, l01.check_pool, tuple_max, l01.pool)
+
+
+def test_l01_preprocess_without_normalisation(capsys):
+    import numpy as np
+
+    def forgot(img, size):
+        a = np.asarray(img.convert("RGB").resize((size, size)), dtype=np.float32) / 255.0
+        return torch.tensor(a).permute(2, 0, 1)
+
+    assert "normalisation is missing" in verdict(capsys, l01.check_preprocess, forgot, l01.preprocess)
+
+
+# ---------------------------------------------------------------- lesson 02
+
+def _gates(x, h, Wi, Wh, bi, bh):
+    z = x @ Wi.T + bi + h @ Wh.T + bh
+    H = h.shape[1]
+    return z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+
+
+def test_l02_lstm_step_mistakes(capsys):
+    def order_ifog(x, h, c, *w):
+        i, f, o, g = _gates(x, h, *w)
+        c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        return o.sigmoid() * c2.tanh(), c2
+
+    def sig_g(x, h, c, *w):
+        i, f, g, o = _gates(x, h, *w)
+        c2 = f.sigmoid() * c + i.sigmoid() * g.sigmoid()
+        return o.sigmoid() * c2.tanh(), c2
+
+    def forgot_f(x, h, c, *w):
+        i, f, g, o = _gates(x, h, *w)
+        c2 = c + i.sigmoid() * g.tanh()
+        return o.sigmoid() * c2.tanh(), c2
+
+    def old_c(x, h, c, *w):
+        i, f, g, o = _gates(x, h, *w)
+        return o.sigmoid() * c.tanh(), f.sigmoid() * c + i.sigmoid() * g.tanh()
+
+    ref = l02.lstm_step
+    assert "(i, f, g, o)" in verdict(capsys, l02.check_lstm_step, order_ifog, ref)
+    assert "must be tanh" in verdict(capsys, l02.check_lstm_step, sig_g, ref)
+    assert "forget gate is not applied to c_prev" in verdict(capsys, l02.check_lstm_step, forgot_f, ref)
+    assert "h is computed from c_prev" in verdict(capsys, l02.check_lstm_step, old_c, ref)
+
+
+def test_l02_lstm_unroll_without_carrying_state(capsys):
+    def forgets(xs, h, c, cell):
+        outs = []
+        for t in range(xs.shape[1]):
+            h_t, c_t = cell(xs[:, t], (h, c))  # never assigned back
+            outs.append(h_t)
+        return torch.stack(outs, 1), (h_t, c_t)
+
+    assert "not carried across steps" in verdict(capsys, l02.check_lstm_unroll, forgets, l02.lstm_unroll)
+
+
+# ---------------------------------------------------------------- lesson 03
+
+def test_l03_shift_mistakes(capsys):
+    ref = l03.shift_captions
+    assert "current word" in verdict(capsys, l03.check_shift_captions, lambda c: (c[:, :-1], c[:, :-1]), ref)
+    assert "<start>" in verdict(capsys, l03.check_shift_captions, lambda c: (c[:, :-1], c.clone()), ref)
+
+
+def test_l03_loss_mistakes(capsys):
+    def with_pad(logits, targets, pad_idx=0):
+        return F.nll_loss(F.log_softmax(logits, -1).flatten(0, 1), targets.flatten())
+
+    def padded_mean(logits, targets, pad_idx=0):
+        nll = -F.log_softmax(logits, -1).gather(2, targets.unsqueeze(2)).squeeze(2)
+        return (nll * (targets != pad_idx)).mean()
+
+    ref = l03.masked_loss
+    assert "<pad> targets are counted" in verdict(capsys, l03.check_masked_loss, with_pad, ref)
+    assert "averaged over the padded length" in verdict(capsys, l03.check_masked_loss, padded_mean, ref)
+
+
+def test_l03_teacher_forcing_mistakes(capsys):
+    def predicts_current(decoder, features, captions):
+        state, memo = decoder.init_state(features), decoder.prepare(features)
+        outs = []
+        for t in range(1, captions.shape[1]):
+            logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+            outs.append(logits)
+        return torch.stack(outs, 1)
+
+    assert "shifted the wrong way" in verdict(capsys, l03.check_teacher_forced_logits, predicts_current, l03.teacher_forced_logits)
+
+
+# ---------------------------------------------------------------- lesson 04
+
+def test_l04_attend_mistakes(capsys):
+    def softmax_features(features, projected, h, W_h, w):
+        s = torch.tanh(projected + (h @ W_h.T)[:, None, :]).softmax(-1)
+        alpha = s @ w
+        return torch.einsum("bp,bpe->be", alpha, features), alpha
+
+    def linear_scores(features, projected, h, W_h, w):
+        alpha = ((projected + (h @ W_h.T)[:, None, :]) @ w).softmax(1)
+        return torch.einsum("bp,bpe->be", alpha, features), alpha
+
+    def not_convex(features, projected, h, W_h, w):
+        e = torch.tanh(projected + (h @ W_h.T)[:, None, :]) @ w
+        return torch.einsum("bp,bpe->be", e, features), e.softmax(1)
+
+    ref = l04.attend
+    assert "feature dimension instead of over the P regions" in verdict(capsys, l04.check_attend, softmax_features, ref)
+    assert "tanh is missing" in verdict(capsys, l04.check_attend, linear_scores, ref)
+    assert "not a convex combination" in verdict(capsys, l04.check_attend, not_convex, ref)
+
+
+def test_l04_step_mistakes_and_performance_note(capsys):
+    def gated_h(dec, words, state, features, projected):
+        h, c = state
+        z, alpha = dec.attention(features, projected, h)
+        h2, c2 = dec.cell(torch.cat([dec.embedding(words), z], 1), (torch.sigmoid(dec.f_beta(h)) * h, c))
+        return dec.fc(h2), (h2, c2), alpha
+
+    assert "applied to h instead of to the context" in verdict(capsys, l04.check_attention_step, gated_h, l04.attention_step)
+
+    def recomputes(dec, words, state, features, projected):
+        return l04.attention_step(dec, words, state, features, dec.attention.project(features))
+
+    assert l04.check_attention_step(recomputes) is recomputes  # correct, so it is used...
+    assert "performance note" in capsys.readouterr().out       # ...with a note, not a failure
