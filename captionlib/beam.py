@@ -94,53 +94,71 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
     Returns:
         one Caption per image: tokens, score, attention maps (len, P).
     """
-    B, K = features.shape[0], beam_size
+    B, K, device = features.shape[0], beam_size, features.device
     feats = _expand(features, K)                                           # (B*K, P, E)
     state, memo = decoder.init_state(feats), decoder.prepare(feats)
-    words = torch.full((B * K,), START, dtype=torch.long, device=features.device)
-    scores = torch.full((B, K), float("-inf"), device=features.device)
+    words = torch.full((B * K,), START, dtype=torch.long, device=device)
+    scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0                                                     # one live beam to start: no duplicates
-    finished = torch.zeros(B * K, dtype=torch.bool, device=features.device)
-    history = torch.zeros(B * K, 0, dtype=torch.long, device=features.device)   # (B*K, t)
+    finished = torch.zeros(B * K, dtype=torch.bool, device=device)
+    history = torch.zeros(B * K, 0, dtype=torch.long, device=device)      # (B*K, t)
     att_hist = None                                                        # (B*K, t, P)
-    rows = torch.arange(B, device=features.device).unsqueeze(1) * K        # (B, 1) first beam row of each image
-    for _ in range(max_len):
+    alive = torch.arange(B)                                                # which images the rows belong to
+    final: list = [None] * B                                               # per image: (scores (K,), tokens, attention)
+    recorded = torch.zeros(B, dtype=torch.bool, device=device)             # rows whose image is set aside already
+    for t in range(max_len):
+        n = alive.numel()
+        rows = torch.arange(n, device=device).unsqueeze(1) * K             # (n, 1) first beam row of each image
         logits, state, alpha = decoder.step(words, state, feats, memo)
-        logp = _forbid(F.log_softmax(logits.float(), dim=-1))              # (B*K, V)
+        logp = _forbid(F.log_softmax(logits.float(), dim=-1))              # (n*K, V)
         V = logp.shape[1]
         frozen = torch.full_like(logp[0], float("-inf"))
         frozen[PAD] = 0.0                                                  # a finished beam may only add <pad>, free
         logp = torch.where(finished.unsqueeze(1), frozen, logp)
-        total = scores.reshape(-1, 1) + logp                               # (B*K, V)
-        top, idx = total.reshape(B, K * V).topk(K, dim=1)                  # (B, K) over all K*V continuations
+        total = scores.reshape(-1, 1) + logp                               # (n*K, V)
+        top, idx = total.reshape(n, K * V).topk(K, dim=1)                  # (n, K) over all K*V continuations
         beam, words = idx // V, idx % V                                    # which parent beam, which word
-        parent = (rows + beam).reshape(-1)                                 # (B*K,) rows of the parents
+        parent = (rows + beam).reshape(-1)                                 # (n*K,) rows of the parents
         words = words.reshape(-1)
         scores = top
         state = tuple(s[parent] for s in state)
         history = torch.cat([history[parent], words.unsqueeze(1)], dim=1)
         if alpha is not None:
-            step_att = alpha[parent].unsqueeze(1)                          # (B*K, 1, P)
+            step_att = alpha[parent].unsqueeze(1)                          # (n*K, 1, P)
             att_hist = step_att if att_hist is None else torch.cat([att_hist[parent], step_att], dim=1)
         finished = finished[parent] | (words == END)
-        if bool((finished | torch.isinf(scores.reshape(-1))).all()):
+        done = (finished | torch.isinf(scores.reshape(-1))).view(n, K).all(dim=1)   # (n,) every beam over
+        if t == max_len - 1:
+            done[:] = True
+        for j in (done & ~recorded).nonzero().flatten().tolist():          # set finished images aside
+            r = slice(j * K, (j + 1) * K)
+            final[int(alive[j])] = (scores[j].cpu(), history[r].tolist(), att_hist[r].cpu() if att_hist is not None else None)
+        recorded |= done
+        if recorded.all():
             break
-    history = history.tolist()
-    lengths = torch.tensor([len(_trim([w for w in h if w != PAD])) for h in history], device=scores.device)
-    ranked = scores / lengths.view(B, K).clamp(min=1).float() ** length_norm if length_norm else scores
-    order = ranked.argsort(dim=1, descending=True)                         # (B, K)
-    out = []
-    for b in range(B):
-        hyps = []
-        for k in order[b].tolist():
-            if torch.isinf(scores[b, k]):
-                continue                                                   # a beam that never had a candidate
-            r = b * K + k
-            seq = _trim([w for w in history[r] if w != PAD])
-            att = att_hist[r, : len(seq)].cpu() if att_hist is not None else None
-            hyps.append(Caption(seq, float(ranked[b, k]), att))
-        best = hyps[0]
-        if return_all:
-            best.alternatives = hyps
-        out.append(best)
-    return out
+        if int(recorded.sum()) >= max(1, n // 4):                          # then stop computing for them, in bulk
+            keep = ~recorded
+            recorded = recorded[keep]
+            keep_rows = keep.repeat_interleave(K)
+            alive, scores, finished, words = alive[keep.cpu()], scores[keep], finished[keep_rows], words[keep_rows]
+            state = tuple(s[keep_rows] for s in state)
+            feats, history = feats[keep_rows], history[keep_rows]
+            memo = memo[keep_rows] if memo is not None else None
+            att_hist = att_hist[keep_rows] if att_hist is not None else None
+    return [_best(*final[b], length_norm, return_all) for b in range(B)]
+
+
+def _best(scores: torch.Tensor, histories: list, att, length_norm: float, return_all: bool) -> Caption:
+    """The K hypotheses of one image, ranked; the best one first."""
+    seqs = [_trim([w for w in h if w != PAD]) for h in histories]
+    lengths = torch.tensor([max(1, len(s)) for s in seqs], dtype=torch.float32)
+    ranked = scores / lengths ** length_norm if length_norm else scores
+    hyps = []
+    for k in ranked.argsort(descending=True).tolist():
+        if torch.isinf(scores[k]):
+            continue                                                       # a beam that never had a candidate
+        hyps.append(Caption(seqs[k], float(ranked[k]), att[k, : len(seqs[k])] if att is not None else None))
+    best = hyps[0]
+    if return_all:
+        best.alternatives = hyps
+    return best

@@ -27,7 +27,7 @@ Tokens = Sequence[str]
 
 def ngrams(tokens: Tokens, n: int) -> Counter:
     """Counter of the n-grams (as tuples) in a token list."""
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    return Counter(zip(*(tokens[i:] for i in range(n))))
 
 
 def clipped_counts(hypothesis: Tokens, references: Sequence[Tokens], n: int) -> tuple[int, int]:
@@ -35,19 +35,34 @@ def clipped_counts(hypothesis: Tokens, references: Sequence[Tokens], n: int) -> 
     hyp = ngrams(hypothesis, n)
     if not hyp:
         return 0, 0
-    most: Counter = Counter()
+    most = Counter()
     for ref in references:
-        for g, k in ngrams(ref, n).items():
-            if k > most[g]:
-                most[g] = k
-    return sum(min(k, most[g]) for g, k in hyp.items()), sum(hyp.values())
+        most |= ngrams(ref, n)          # union of Counters = the max count of each n-gram over references
+    return sum((hyp & most).values()), sum(hyp.values())   # intersection = min: the clipping
+
+
+def _all_ngrams(tokens: Tokens, max_n: int) -> Counter:
+    """One Counter of all n-grams with 1 <= n <= max_n (keys are tuples, so their length is n)."""
+    counts: Counter = Counter()
+    for n in range(1, max_n + 1):
+        counts.update(zip(*(tokens[i:] for i in range(n))))
+    return counts
 
 
 def _add_counts(matches: list, totals: list, hyp: Tokens, refs: Sequence[Tokens], max_n: int) -> None:
+    """Add one sentence's clipped matches and n-gram totals, for every n at once (the fast path of clipped_counts)."""
+    hyp_counts = _all_ngrams(hyp, max_n)
+    most = dict.fromkeys(hyp_counts, 0)       # max count over the references, only of n-grams we need
+    for ref in refs:
+        ref_counts = _all_ngrams(ref, max_n)
+        for gram in most:
+            k = ref_counts.get(gram, 0)
+            if k > most[gram]:
+                most[gram] = k
+    for gram, k in hyp_counts.items():        # clip: min(count in hypothesis, max in references)
+        matches[len(gram)] += min(k, most[gram])
     for n in range(1, max_n + 1):
-        m, t = clipped_counts(hyp, refs, n)
-        matches[n] += m
-        totals[n] += max(1, t)  # nltk's convention: a sentence with no n-grams still counts 1 in the denominator
+        totals[n] += max(1, len(hyp) - n + 1)  # nltk's convention: no n-grams still counts 1 in the denominator
 
 
 def closest_ref_length(references: Sequence[Tokens], hyp_len: int) -> int:

@@ -66,7 +66,7 @@ def _save_atomic(folder: Path, name: str, write) -> None:
 
 @torch.inference_mode()
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
-                     batch_size: int = 32, device: str = "auto", progress: bool = True) -> FeatureStore:
+                     batch_size: int | None = None, device: str = "auto", progress: bool = True) -> FeatureStore:
     """Extract (or finish extracting) features for images[0:upto] into root/key, and open the cache.
 
     Args:
@@ -81,6 +81,8 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     folder.mkdir(parents=True, exist_ok=True)
     n, upto = len(images), len(images) if upto is None else min(upto, len(images))
     device = pick_device(device)
+    if batch_size is None:  # measured (benchmarks/): small batches stay in a 2-core CPU's caches, GPUs want large ones
+        batch_size = 4 if device.type == "cpu" else 64
     if not (folder / "meta.json").exists():
         # Probe one image for P and E, then lay out the full file.
         feats, _ = encoder.to(device).eval()(encoder.preprocess(images[0]).to(device))
@@ -128,7 +130,7 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     return FeatureStore(folder)
 
 
-def features_for(split, encoder, upto: int | None = None, device: str = "auto", batch_size: int = 32,
+def features_for(split, encoder, upto: int | None = None, device: str = "auto", batch_size: int | None = None,
                  progress: bool = True, root: str | Path | None = None) -> FeatureStore:
     """The cached features of a CaptionSplit (extracting what is missing), under data/cache/features/."""
     from .utils import data_root

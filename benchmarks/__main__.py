@@ -1,0 +1,213 @@
+"""Run every benchmark and print ratios against baselines measured in the same run.
+
+    python -m benchmarks            # all (about 10 minutes on a 2-core CPU)
+    python -m benchmarks --quick    # skip the course runtime and the large training-step setup
+    python -m benchmarks --device cuda
+
+Each row: the baseline's and captionlib's median time over repeats, their ratio, and the equality
+check that makes the comparison fair. Results go to benchmarks/RESULTS.md with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import random
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from captionlib.beam import beam_search
+from captionlib.bleu import corpus_bleu
+from captionlib.decoder import DecoderConfig, _Decoder, build_decoder, sequence_loss
+from captionlib.utils import pick_device
+
+from .classic import classic_loss, per_image_beam
+
+ROWS: list[dict] = []
+
+
+def timed(fn, repeats: int, sync=lambda: None) -> float:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def row(name, baseline, ours, check, unit="s"):
+    ROWS.append({"name": name, "baseline": baseline, "ours": ours, "ratio": baseline / ours, "check": check, "unit": unit})
+    print(f"{name:<46} baseline {baseline:9.4f} {unit}   captionlib {ours:9.4f} {unit}   x{baseline / ours:6.2f}   {check}", flush=True)
+
+
+def captions_batch(B, V, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = (torch.randn(B, generator=g) * 3.8 + 11.8).round().clamp(3, 35).long() + 2   # Flickr8k-like
+    caps = torch.zeros(B, int(lengths.max()), dtype=torch.long)
+    for b in range(B):
+        caps[b, : lengths[b]] = torch.randint(4, V, (int(lengths[b]),), generator=g)
+        caps[b, 0], caps[b, lengths[b] - 1] = 1, 2
+    return caps.to(device), lengths.to(device)
+
+
+def bench_train_step(device, P, E, V, repeats):
+    torch.manual_seed(0)
+    dec = build_decoder(DecoderConfig(vocab_size=V, encoder_dim=E, embed_dim=512, hidden_dim=512, attention_dim=512,
+                                      dropout=0.0)).to(device)
+    feats = torch.randn(64, P, E, device=device)
+    caps, lengths = captions_batch(64, V, device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step(loss_fn):
+        def run():
+            dec.zero_grad(set_to_none=True)
+            loss_fn().backward()
+        return run
+
+    def fast_loss():
+        logits, alphas = dec.fast_forward(feats, caps)
+        return sequence_loss(logits, caps, alphas, 1 / P)
+
+    def reference_loss():
+        logits, alphas = _Decoder.forward(dec, feats, caps)
+        return sequence_loss(logits, caps, alphas, 1 / P)
+
+    def classic():
+        return classic_loss(dec, feats, caps, lengths, 1 / P)
+
+    a, b, c = fast_loss().item(), reference_loss().item(), classic().item()
+    check = f"loss equal: {abs(a - c) < 1e-4 and abs(a - b) < 1e-4} ({a:.5f})"
+    t_classic = timed(step(classic), repeats, sync)
+    t_ref = timed(step(reference_loss), repeats, sync)
+    t_fast = timed(step(fast_loss), repeats, sync)
+    row(f"train step B=64 P={P} E={E} V={V}: readable loop", t_classic, t_ref, check)
+    row(f"train step B=64 P={P} E={E} V={V}: fast path", t_classic, t_fast, check)
+
+
+def bench_beam(device, n_images, repeats):
+    torch.manual_seed(0)
+    dec = build_decoder(DecoderConfig(vocab_size=2600, encoder_dim=1280, embed_dim=256, hidden_dim=512,
+                                      attention_dim=256, dropout=0.0)).to(device).eval()
+    with torch.no_grad():  # peaked word distributions and a likelier <end>: captions of 4-20 tokens, mean about 11
+        dec.fc.weight.mul_(20.0)
+        dec.fc.bias[2] += 2.0
+    feats = torch.randn(n_images, 49, 1280, device=device)
+    for k in (1, 3, 5):
+        batched = lambda: [c for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
+        single = lambda: per_image_beam(dec, feats, k, 20)  # noqa: E731
+        same = [c.tokens for c in batched()] == [c.tokens for c in single()]
+        row(f"beam search k={k}, {n_images} images", timed(single, repeats), timed(batched, repeats), f"captions identical: {same}")
+
+
+def bench_bleu(repeats):
+    from nltk.translate.bleu_score import corpus_bleu as nltk_bleu
+
+    from captionlib.shapes import ShapesConfig, generate_split
+    from captionlib.vocab import tokenize
+
+    scenes = generate_split(ShapesConfig(n_test=5000), "test")
+    rng = random.Random(0)
+    refs = [[tokenize(c) for c in s.captions] for s in scenes]
+    hyps = []
+    for r in refs:
+        h = list(rng.choice(r))
+        if rng.random() < 0.5 and len(h) > 2:
+            h[rng.randrange(len(h))] = rng.choice(["red", "box", "two", "above"])
+        hyps.append(h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = nltk_bleu(refs, hyps), corpus_bleu(refs, hyps)
+        row("BLEU-4, 5000 hypotheses x 5 references", timed(lambda: nltk_bleu(refs, hyps), repeats),
+            timed(lambda: corpus_bleu(refs, hyps), repeats), f"scores equal: {abs(a - b) < 1e-12} ({b:.6f})")
+
+
+def bench_features(device):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from captionlib.encoder import Encoder
+
+    enc = Encoder("efficientnet-lite0").to(device).eval()
+    if device.type == "cpu":
+        enc.trunk.to(memory_format=torch.channels_last)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        enc(torch.randn(1, 3, 224, 224, device=device))
+    flops = fc.get_total_flops()
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    peak = 2 * n ** 3 / timed(lambda: a @ b, 5, sync)
+    lines = []
+    for bs in (1, 4, 32):
+        x = torch.randn(bs, 3, 224, 224, device=device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            t = timed(lambda: enc(x), 3, sync)
+        achieved = flops * bs / t
+        lines.append(f"batch {bs:>2}: {bs / t:7.1f} images/s, {achieved / 1e9:6.1f} GFLOP/s = {achieved / peak:5.1%} of the "
+                     f"measured fp32 matmul rate ({peak / 1e9:.0f} GFLOP/s); {flops / 1e9:.2f} GFLOP per image")
+        print("feature extraction", lines[-1], flush=True)
+    return lines
+
+
+def bench_course():
+    from captionlib.course import REPO, run
+
+    with tempfile.TemporaryDirectory() as out:
+        rows = run(sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb")), {}, Path(out))
+    return [f"| {name} | {status} | {minutes:.2f} |" for name, status, minutes in rows]
+
+
+def machine(device) -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
+    return (f"{cpu}, {torch.get_num_threads()} threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}; "
+            f"device {device}; {datetime.date.today()}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m benchmarks")
+    p.add_argument("--quick", action="store_true", help="skip the course runtime and the P=196 training step")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    a = p.parse_args()
+    device = pick_device(a.device)
+    print(machine(device), flush=True)
+    bench_train_step(device, 49, 1280, 2600, a.repeats)
+    if not a.quick:
+        bench_train_step(device, 196, 2048, 10000, max(1, a.repeats // 2))
+    bench_beam(device, 500, max(1, a.repeats // 2))
+    bench_bleu(a.repeats)
+    feature_lines = bench_features(device)
+    course = [] if a.quick else bench_course()
+    text = ["# Benchmark results", "", f"Machine: {machine(device)}", "",
+            "Medians over repeats; baseline and captionlib measured in the same run on the same inputs.", "",
+            "| benchmark | baseline | captionlib | speed-up | equality check |", "|---|---|---|---|---|"]
+    text += [f"| {r['name']} | {r['baseline']:.4f} s | {r['ours']:.4f} s | **{r['ratio']:.2f}x** | {r['check']} |" for r in ROWS]
+    text += ["", "Feature extraction (EfficientNet-Lite0, 224x224):", ""] + [f"- {x}" for x in feature_lines]
+    if course:
+        text += ["", "Course runtime (solution notebooks, default parameters, cold feature cache for lesson 01 only "
+                 "if data/cache is empty):", "", "| notebook | status | minutes |", "|---|---|---|"] + course
+    a.out.write_text("\n".join(text) + "\n")
+    print(f"\nwrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
