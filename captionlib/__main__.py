@@ -31,6 +31,17 @@ def _encoder(backbone: str, grid: int):
     return Encoder(backbone, grid=grid)
 
 
+def _trained(a):
+    """The checkpoint's decoder, vocabulary and metadata, and the encoder its features came from."""
+    from .train import load_model
+
+    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+    decoder, vocab, state = load_model(checkpoint, a.device)
+    meta = state.get("meta", {})
+    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
+    return decoder, vocab, meta, encoder, next(decoder.parameters()).device
+
+
 def cmd_train(a) -> int:
     from .data import load_split
     from .decoder import DecoderConfig
@@ -64,17 +75,13 @@ def cmd_evaluate(a) -> int:
     from .data import load_split
     from .evaluate import attention_in_box, reference_ceiling
     from .features import features_for
-    from .train import evaluate_bleu, load_model
+    from .train import evaluate_bleu
     from .beam import beam_search
 
-    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
-    decoder, vocab, state = load_model(checkpoint, a.device)
-    meta = state.get("meta", {})
+    decoder, vocab, meta, encoder, device = _trained(a)
     split = load_split(meta.get("dataset", a.dataset), a.split)
-    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
     store = features_for(split, encoder, device=a.device)
     idx = store.valid()
-    device = next(decoder.parameters()).device
     scores, hyps = evaluate_bleu(decoder, store.features, split.captions, vocab, idx, device, a.max_len, a.beam_size)
     ceiling = reference_ceiling([split.captions[i] for i in idx])
     print(f"{split.dataset}/{a.split}: {len(idx)} images, beam {a.beam_size}")
@@ -101,13 +108,8 @@ def cmd_evaluate(a) -> int:
 def cmd_caption(a) -> int:
     from .beam import beam_search
     from .images import ImageLoadError, load_image
-    from .train import load_model
 
-    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
-    decoder, vocab, state = load_model(checkpoint, a.device)
-    meta = state.get("meta", {})
-    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
-    device = next(decoder.parameters()).device
+    decoder, vocab, _, encoder, device = _trained(a)
     encoder = encoder.to(device).eval()
     status = 0
     for path in a.images:
