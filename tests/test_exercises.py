@@ -168,3 +168,60 @@ def test_l04_step_mistakes_and_performance_note(capsys):
 
     assert l04.check_attention_step(recomputes) is recomputes  # correct, so it is used...
     assert "performance note" in capsys.readouterr().out       # ...with a note, not a failure
+
+
+# ---------------------------------------------------------------- lesson 07
+
+def test_l07_bleu_mistakes(capsys):
+    import math
+    from collections import Counter
+
+    from captionlib.exercises import l07
+
+    def no_clip(hyp, refs, n):
+        grams = [tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1)]
+        in_refs = {tuple(r[i:i + n]) for r in refs for i in range(len(r) - n + 1)}
+        return sum(g in in_refs for g in grams), len(grams)
+
+    assert "no clipping" in verdict(capsys, l07.check_clipped_matches, no_clip, l07.clipped_matches)
+
+    def shortest(c, refs):
+        r = sorted(refs)[0]
+        return math.exp(1 - r / c) if c <= r else 1.0
+
+    def longest(c, refs):
+        r = sorted(refs)[-1]
+        return math.exp(1 - r / c) if c <= r else 1.0
+
+    def inverted(c, refs):
+        r = min(refs, key=lambda x: (abs(x - c), x))
+        return math.exp(1 - c / r) if c <= r else 1.0
+
+    assert "shortest reference" in verdict(capsys, l07.check_brevity_penalty, shortest, l07.brevity_penalty)
+    assert "longest reference" in verdict(capsys, l07.check_brevity_penalty, longest, l07.brevity_penalty)
+    assert "inverted" in verdict(capsys, l07.check_brevity_penalty, inverted, l07.brevity_penalty)
+
+    def sentence_average(refs, hyps, max_n=4):
+        scores = []
+        for rs, h in zip(refs, hyps):
+            logp = 0.0
+            for n in range(1, max_n + 1):
+                m, t = l07.clipped_matches(h, rs, n)
+                logp += math.log(m / t) / max_n
+            scores.append(l07.brevity_penalty(len(h), [len(r) for r in rs]) * math.exp(logp))
+        return sum(scores) / len(scores)
+
+    def arithmetic(refs, hyps, max_n=4):
+        m, t = Counter(), Counter()
+        for rs, h in zip(refs, hyps):
+            for n in range(1, max_n + 1):
+                a, b = l07.clipped_matches(h, rs, n)
+                m[n] += a
+                t[n] += b
+        c = sum(len(h) for h in hyps)
+        r = sum(min((len(x) for x in rs), key=lambda x: (abs(x - len(h)), x)) for rs, h in zip(refs, hyps))
+        bp = 1.0 if c > r else math.exp(1 - r / c)
+        return bp * sum(m[n] / t[n] for n in range(1, max_n + 1)) / max_n
+
+    assert "average of sentence BLEUs" in verdict(capsys, l07.check_corpus_bleu, sentence_average, l07.corpus_bleu)
+    assert "arithmetic mean" in verdict(capsys, l07.check_corpus_bleu, arithmetic, l07.corpus_bleu)
