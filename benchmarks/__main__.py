@@ -19,7 +19,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from captionlib.beam import beam_search

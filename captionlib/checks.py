@@ -13,7 +13,7 @@ the reference implementation, so a student notebook runs top to bottom either wa
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np

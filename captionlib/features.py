@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .images import ImageLoadError
-from .utils import pick_device
+from .utils import atomic_write, pick_device
 
 __all__ = ["cache_key", "FeatureStore", "extract_features", "features_for"]
 
@@ -57,12 +56,6 @@ class FeatureStore:
         return self.features[i]
 
 
-def _save_atomic(folder: Path, name: str, write) -> None:
-    tmp = folder / (name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, folder / name)
-
 
 @torch.inference_mode()
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
@@ -88,9 +81,9 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
         feats, _ = encoder.to(device).eval()(encoder.preprocess(images[0]).to(device))
         shape = (n, feats.shape[1], feats.shape[2])
         np.memmap(folder / "features.f16", np.float16, "w+", shape=shape).flush()
-        _save_atomic(folder, "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
-        _save_atomic(folder, "bad.json", lambda f: f.write(b"{}"))
-        _save_atomic(folder, "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
+        atomic_write(folder / "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
+        atomic_write(folder / "bad.json", lambda f: f.write(b"{}"))
+        atomic_write(folder / "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
     meta = json.loads((folder / "meta.json").read_text())
     shape = tuple(meta["shape"])
     if shape[0] != n:
@@ -122,8 +115,8 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
                 out[idx] = feats.float().cpu().numpy().astype(np.float16)
                 out.flush()                                           # data on disk before "done"
                 done[idx] = True
-            _save_atomic(folder, "done.npy", lambda f: np.save(f, done))
-            _save_atomic(folder, "bad.json", lambda f: f.write(json.dumps(bad).encode()))
+            atomic_write(folder / "done.npy", lambda f: np.save(f, done))
+            atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
             bar.update(len(todo[start:start + batch_size]))
         bar.close()
         del out

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .utils import atomic_write
+
 __all__ = ["ShapesConfig", "ShapeObject", "Scene", "generate_scene", "render", "generate_split", "load_shapes"]
 
 SHAPES = ("circle", "square", "triangle", "diamond")
@@ -268,8 +270,6 @@ def load_shapes(config: ShapesConfig, root: Path) -> dict[str, list[Scene]]:
         data = json.loads(path.read_text())
         return {s: [_scene_from_dict(d) for d in data[s]] for s in SPLITS}
     splits = {s: generate_split(config, s) for s in SPLITS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({s: [asdict(x) for x in v] for s, v in splits.items()}))
-    tmp.replace(path)  # atomic: an interrupted run never leaves half a file behind
+    text = json.dumps({s: [asdict(x) for x in v] for s, v in splits.items()})
+    atomic_write(path, lambda f: f.write(text.encode()))  # an interrupted run never leaves half a file
     return splits

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .beam import greedy
@@ -100,10 +99,11 @@ class Trainer:
     """
 
     def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
-                 val_features, val_captions, val_idx, config: TrainConfig = TrainConfig(),
+                 val_features, val_captions, val_idx, config: TrainConfig | None = None,
                  checkpoint: str | Path | None = None, meta: dict | None = None):
         if decoder_config.vocab_size != len(vocab):
             raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
+        config = config if config is not None else TrainConfig()
         self.config, self.vocab, self.meta = config, vocab, meta or {}
         self.device = pick_device(config.device)
         torch.manual_seed(config.seed)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "data_root", "atomic_save", "load_checkpoint"]
+__all__ = ["pick_device", "seed_everything", "data_root", "atomic_write", "atomic_save", "load_checkpoint"]
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -44,14 +44,15 @@ def data_root() -> Path:
     return Path.home() / ".cache" / "captionlib"
 
 
-def atomic_save(obj, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a torn file."""
+def atomic_write(path: str | Path, write) -> Path:
+    """Call write(binary_file) on a temporary file in the same folder, then rename it to `path`:
+    a crash or Ctrl-C never leaves a torn file, and the old file stays until the new one is whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,6 +60,11 @@ def atomic_save(obj, path: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """torch.save, atomically (see atomic_write)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

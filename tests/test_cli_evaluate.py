@@ -1,5 +1,4 @@
 import numpy as np
-import torch
 from PIL import Image
 
 from captionlib.__main__ import main

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from captionlib.attention import SoftAttention
-from captionlib.decoder import DecoderConfig, ShowAttendTellDecoder, ShowTellDecoder, build_decoder, sequence_loss
+from captionlib.decoder import DecoderConfig, build_decoder, sequence_loss
 
 B, P, E, V = 3, 6, 8, 11
 

@@ -3,7 +3,6 @@
 The wrong implementations here are written independently of the checks' own `Mistake`s, so a test
 passes only if the check recognises the behaviour, not the code.
 """
-import pytest
 import torch
 import torch.nn.functional as F
 
