@@ -75,14 +75,17 @@ def cmd_evaluate(a) -> int:
     from .data import load_split
     from .evaluate import attention_in_box, reference_ceiling
     from .features import features_for
-    from .train import evaluate_bleu
-    from .beam import beam_search
+    from .bleu import bleu_scores
+    from .train import caption_all
+    from .vocab import tokenize
 
     decoder, vocab, meta, encoder, device = _trained(a)
     split = load_split(meta.get("dataset", a.dataset), a.split)
     store = features_for(split, encoder, device=a.device)
     idx = store.valid()
-    scores, hyps = evaluate_bleu(decoder, store.features, split.captions, vocab, idx, device, a.max_len, a.beam_size)
+    captions = caption_all(decoder, store.features, idx, device, a.max_len, a.beam_size)   # decoded once
+    hyps = [vocab.decode(c.tokens) for c in captions]
+    scores = bleu_scores([[tokenize(r) for r in split.captions[i]] for i in idx], [h.split() for h in hyps])
     ceiling = reference_ceiling([split.captions[i] for i in idx])
     print(f"{split.dataset}/{a.split}: {len(idx)} images, beam {a.beam_size}")
     print(f"{'':10} {'model':>8} {'ceiling':>8} {'ratio':>6}")
@@ -90,14 +93,10 @@ def cmd_evaluate(a) -> int:
         print(f"{k:10} {scores[k]:8.4f} {ceiling[k]:8.4f} {scores[k] / ceiling[k]:6.2f}")
     if split.scenes is not None and decoder.config.attention:
         inside, uniform = [], []
-        for start in range(0, len(idx), 100):
-            chunk = idx[start:start + 100]
-            feats = torch.from_numpy(np.asarray(store.features[chunk], dtype=np.float32)).to(device)
-            for i, c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len)):
-                words = vocab.decode(c.tokens, join=False)
-                for _, m, u in attention_in_box(split.scenes[i], words, c.alphas.numpy(), encoder.grid):
-                    inside.append(m)
-                    uniform.append(u)
+        for i, c in zip(idx, captions):
+            for _, m, u in attention_in_box(split.scenes[i], vocab.decode(c.tokens, join=False), c.alphas.numpy(), encoder.grid):
+                inside.append(m)
+                uniform.append(u)
         print(f"attention in the named objects' boxes: {np.mean(inside):.3f} of the mass "
               f"(uniform attention: {np.mean(uniform):.3f}; {len(inside)} object words)")
     for i in range(3):

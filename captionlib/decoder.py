@@ -15,7 +15,7 @@ Shapes: B batch, T time, V vocab, P regions, E encoder dim, M embed dim, H hidde
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -86,9 +86,6 @@ class _Decoder(nn.Module):
             alphas.append(alpha)
         logits = torch.stack(logits, dim=1)                                # (B, T-1, V)
         return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
-
-    def settings(self) -> dict:
-        return asdict(self.config)
 
 
 class ShowTellDecoder(_Decoder):

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .beam import greedy
+from .beam import beam_search, greedy
 from .bleu import bleu_scores
 from .data import CaptionPairs, collate
 from .decoder import DecoderConfig, build_decoder, sequence_loss
 from .utils import atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "evaluate_bleu"]
+__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "caption_all", "evaluate_bleu"]
 
 
 @dataclass
@@ -69,20 +69,25 @@ def _refs(captions: list) -> list:
 
 
 @torch.no_grad()
-def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, device, max_len: int = 20,
-                  beam_size: int = 1, batch_size: int = 100) -> tuple[dict, list]:
-    """BLEU-1..4 of the decoder's captions for images `indices`; returns (scores, caption strings)."""
-    from .beam import beam_search
+def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size: int = 1, batch_size: int = 100) -> list:
+    """Decode images `indices` of a feature array in batches: greedy for beam_size 1, else beam search.
 
+    Returns one beam.Caption per image (tokens, score, attention maps).
+    """
     decoder.eval()
-    hyps = []
+    out = []
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         feats = torch.from_numpy(np.asarray(features[idx], dtype=np.float32)).to(device)   # (b, P, E)
-        out = greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len)
-        hyps += [vocab.decode(c.tokens) for c in out]
-    scores = bleu_scores(_refs([captions[i] for i in indices]), [h.split() for h in hyps])
-    return scores, hyps
+        out += greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len)
+    return out
+
+
+def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, device, max_len: int = 20,
+                  beam_size: int = 1, batch_size: int = 100) -> tuple[dict, list]:
+    """BLEU-1..4 of the decoder's captions for images `indices`; returns (scores, caption strings)."""
+    hyps = [vocab.decode(c.tokens) for c in caption_all(decoder, features, indices, device, max_len, beam_size, batch_size)]
+    return bleu_scores(_refs([captions[i] for i in indices]), [h.split() for h in hyps]), hyps
 
 
 class Trainer:
