@@ -102,12 +102,15 @@ def _call(fn: Callable, args: tuple) -> Any:
 
 
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
-          hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4) -> Result:
+          hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
+          properties: Sequence[Callable] = ()) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
         normalize: maps an output to something comparable (e.g. a Vocab to its word list).
         hints: functions (args, learner_output) -> a diagnosis or None, tried when no Mistake matches.
+        properties: functions (fn) -> a diagnosis or None, run once the values are right, for what
+            equal values cannot show (e.g. a gradient that must not flow).
     """
     outputs = []
     for k, args in enumerate(cases):
@@ -123,6 +126,10 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
     problems = [(k, describe_difference(e, g, atol, rtol)) for k, (e, g) in enumerate(zip(expected, outputs))]
     problems = [(k, p) for k, p in problems if p]
     if not problems:
+        for prop in properties:
+            d = prop(fn)
+            if d:
+                return Result(name, WRONG, d, diagnosis=d)
         return Result(name, DONE, f"correct on all {len(cases)} test inputs")
     for m in mistakes:
         try:

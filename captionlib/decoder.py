@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .attention import SoftAttention
 from .lstm import LSTMCell
 
-__all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "sequence_loss"]
+__all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "scheduled_input", "sequence_loss"]
 
 
 @dataclass
@@ -59,7 +59,7 @@ class _Decoder(nn.Module):
         self.fc = nn.Linear(config.hidden_dim, config.vocab_size)            # H -> V
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor, sample_prob: float = 0.0,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                generator: torch.Generator | None = None, next_input=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: the input at step t is the true word y_{t-1} (captions shifted by one).
 
         Args:
@@ -67,25 +67,51 @@ class _Decoder(nn.Module):
             captions: (B, T) padded, <start> ... <end> <pad>...
             sample_prob: scheduled sampling (lesson 05): the chance that a step's input is the
                 model's own sample from step t-1 instead of the true word.
+            next_input: the function that picks a step's input embedding (default `scheduled_input`;
+                lesson 05 plugs the learner's in).
         Returns:
             logits: (B, T-1, V) predicting captions[:, 1:].
             alphas: (B, T-1, P) attention weights (None for Show and Tell).
         """
+        next_input = next_input or scheduled_input
         state, memo = self.init_state(features), self.prepare(features)
-        words = captions[:, 0]                                             # (B,) <start>
+        x = self.embedding(captions[:, 0])                                 # (B, M) <start>
         logits, alphas = [], []
         for t in range(captions.shape[1] - 1):
-            if t > 0 and sample_prob > 0:
-                own = torch.multinomial(F.softmax(logits[-1].detach(), -1), 1, generator=generator).squeeze(1)  # (B,)
-                coin = torch.rand(words.shape, device=words.device, generator=generator) < sample_prob
-                words = torch.where(coin, own, captions[:, t])
-            elif t > 0:
-                words = captions[:, t]
-            out, state, alpha = self.step(words, state, features, memo)
+            if t > 0:
+                x = next_input(self.embedding, captions, torch.stack(logits, 1), t, sample_prob, generator)
+            out, state, alpha = self.step_embedded(x, state, features, memo)
             logits.append(out)
             alphas.append(alpha)
         logits = torch.stack(logits, dim=1)                                # (B, T-1, V)
         return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
+
+    def step(self, words: torch.Tensor, state, features: torch.Tensor, memo):
+        """words (B,) -> logits (B, V), new (h, c), alpha (B, P) or None."""
+        return self.step_embedded(self.embedding(words), state, features, memo)
+
+
+def scheduled_input(embedding: nn.Embedding, captions: torch.Tensor, logits: torch.Tensor, t: int,
+                    sample_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The input of decoding step t >= 1 under scheduled sampling (Bengio et al., 2015; lesson 05).
+
+    Each caption flips a coin: with probability `sample_prob` its input is the model's own word,
+    sampled from step t-1's prediction, otherwise the true word captions[:, t]. No gradient flows
+    through the choice (the sample is an index; the paper does not backpropagate through it).
+
+    Args:
+        captions: (B, T) true words; logits: (B, t, V) outputs of steps 0..t-1 (step s predicts captions[:, s+1]).
+        generator: coins first (torch.rand(B)), then the samples (torch.multinomial), both from it.
+    Returns:
+        (B, M) the embedded input words.
+    """
+    words = captions[:, t]                                                 # (B,) teacher forcing
+    if sample_prob > 0:
+        coin = torch.rand(words.shape, device=words.device, generator=generator) < sample_prob
+        probs = F.softmax(logits[:, t - 1].detach().float(), dim=-1)      # (B, V) step t-1 predicted word t
+        own = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        words = torch.where(coin, own, words)
+    return embedding(words)
 
 
 class ShowTellDecoder(_Decoder):
@@ -112,9 +138,9 @@ class ShowTellDecoder(_Decoder):
     def prepare(self, features: torch.Tensor) -> None:
         return None
 
-    def step(self, words, state, features, memo):
-        """words (B,) -> logits (B, V), new (h, c), alpha None."""
-        h, c = self.cell(self.embedding(words), state)                    # (B, H)
+    def step_embedded(self, x, state, features, memo):
+        """x (B, M) embedded word -> logits (B, V), new (h, c), alpha None."""
+        h, c = self.cell(x, state)                                         # (B, H)
         return self.fc(self.dropout(h)), (h, c), None
 
 
@@ -136,10 +162,10 @@ class ShowAttendTellDecoder(_Decoder):
     def prepare(self, features: torch.Tensor) -> torch.Tensor:
         return self.attention.project(features)                           # (B, P, A), once per batch
 
-    def forward(self, features, captions, sample_prob: float = 0.0, generator=None):
+    def forward(self, features, captions, sample_prob: float = 0.0, generator=None, next_input=None):
         """Teacher forcing; the fast path below when it applies (same numbers, see tests/test_decoder.py)."""
-        if sample_prob > 0 or self.config.cell != "torch":
-            return super().forward(features, captions, sample_prob, generator)
+        if sample_prob > 0 or next_input is not None or self.config.cell != "torch":
+            return super().forward(features, captions, sample_prob, generator, next_input)
         return self.fast_forward(features, captions)
 
     def fast_forward(self, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,12 +214,12 @@ class ShowAttendTellDecoder(_Decoder):
         logits = self.fc(self.dropout(hs))                                 # (B, T-1, V) in one matmul
         return logits[inverse], alphas[inverse]
 
-    def step(self, words, state, features, memo):
-        """words (B,) -> logits (B, V), new (h, c), alpha (B, P)."""
+    def step_embedded(self, x, state, features, memo):
+        """x (B, M) embedded word -> logits (B, V), new (h, c), alpha (B, P)."""
         h, c = state
         context, alpha = self.attention(features, memo, h)                 # (B, E), (B, P)
         beta = torch.sigmoid(self.f_beta(h))                               # (B, E) how much to look
-        x = torch.cat([self.embedding(words), beta * context], dim=1)      # (B, M + E)
+        x = torch.cat([x, beta * context], dim=1)                          # (B, M + E)
         h, c = self.cell(x, (h, c))                                        # (B, H)
         return self.fc(self.dropout(h)), (h, c), alpha
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["upsample_attention", "show_attention", "plot_history"]
+__all__ = ["upsample_attention", "show_attention", "plot_history", "draw_beam_tree"]
 
 
 def upsample_attention(alpha, size: int) -> np.ndarray:
@@ -64,3 +64,46 @@ def plot_history(history: dict, title: str = ""):
     b.set_xlabel("epoch"); b.set_ylabel("BLEU-4"); b.set_title("validation BLEU-4 (greedy)")
     fig.tight_layout()
     return fig
+
+
+def draw_beam_tree(steps: list, words: list, upto: int | None = None, ax=None):
+    """The tree of a beam search for one image (lesson 06).
+
+    Args:
+        steps: steps[t] lists the hypotheses alive after step t as (tokens, score, finished) with
+            tokens the word indices so far; a finished one ends with <end>.
+        words: index -> word (vocab.idx_to_word).
+        upto: draw steps 0..upto only (None: all).
+    Each column is a step, each node a surviving hypothesis labelled with its last word and summed
+    log-probability; an edge joins it to its prefix. Green: finished with <end>.
+    """
+    import matplotlib.pyplot as plt
+
+    steps = steps[: (upto + 1) if upto is not None else None]
+    if ax is None:
+        width = max(6.0, 1.6 * len(steps) + 1)
+        height = max(2.5, 0.55 * max((len(s) for s in steps), default=1) + 1)
+        ax = plt.subplots(figsize=(width, height))[1]
+    where = {(): (-1, 0.0)}                                                # prefix -> (x, y) of its node
+    ax.text(-1, 0.0, "<start>", ha="center", va="center", fontsize=8,
+            bbox=dict(boxstyle="round", fc="0.9", ec="0.5"))
+    for t, hyps in enumerate(steps):
+        n = len(hyps)
+        for r, (tokens, score, finished) in enumerate(hyps):
+            y = (n - 1) / 2 - r                                            # best at the top
+            key = tuple(tokens)
+            if key in where:
+                continue                                                   # a finished one, drawn where it ended
+            px, py = where.get(tuple(tokens[:-1]), (t - 1, 0.0))
+            ax.plot([px + 0.35, t - 0.35], [py, y], "-", color="0.6", lw=0.8, zorder=1)
+            where[key] = (t, y)
+            ax.text(t, y, f"{words[tokens[-1]]}\n{score:.2f}", ha="center", va="center", fontsize=7.5, zorder=2,
+                    bbox=dict(boxstyle="round", fc="#c8f0c8" if finished else "white", ec="0.4"))
+    ax.set_xlim(-1.6, max(len(steps), 1) - 0.4)
+    ys = [y for _, y in where.values()]
+    ax.set_ylim(min(ys) - 0.8, max(ys) + 0.8)
+    ax.set_xticks(range(len(steps)), [f"step {t + 1}" for t in range(len(steps))], fontsize=8)
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    return ax

@@ -224,3 +224,96 @@ def test_l07_bleu_mistakes(capsys):
 
     assert "average of sentence BLEUs" in verdict(capsys, l07.check_corpus_bleu, sentence_average, l07.corpus_bleu)
     assert "arithmetic mean" in verdict(capsys, l07.check_corpus_bleu, arithmetic, l07.corpus_bleu)
+
+
+# ---------------------------------------------------------------- lesson 05
+
+def _scheduled(pick_logits, pick_truth, own_where, detach=True, straight_through=False):
+    """A learner's scheduled_input, parameterised by what they got wrong."""
+    def fn(embedding, captions, logits, t, sample_prob, generator=None):
+        u = torch.rand(captions.shape[0], generator=generator)
+        prev = pick_logits(logits, t)
+        p = F.softmax(prev.detach() if detach else prev, dim=-1)
+        own = torch.multinomial(p.detach(), 1, generator=generator)[:, 0]
+        use = own_where(u, sample_prob)
+        if straight_through:
+            hard = F.one_hot(own, p.shape[-1]).float()
+            x_own = (hard - p.detach() + p) @ embedding.weight
+        else:
+            x_own = embedding(own)
+        return torch.where(use.unsqueeze(1), x_own, embedding(pick_truth(captions, t)))
+    return fn
+
+
+def test_l05_scheduled_input_mistakes(capsys):
+    from captionlib.exercises import l05
+
+    right = dict(pick_logits=lambda lg, t: lg[:, -1], pick_truth=lambda c, t: c[:, t], own_where=lambda u, p: u < p)
+    out = capsys.readouterr
+    assert l05.check_scheduled_input(_scheduled(**right)) is not l05.scheduled_input
+    assert "✅" in out().out
+    # no detach at all is fine: an index carries no gradient
+    assert l05.check_scheduled_input(_scheduled(**right, detach=False)) is not l05.scheduled_input
+    out()
+
+    wrong_step = {**right, "pick_logits": lambda lg, t: lg[:, t - 2]}
+    assert "wrong time step" in verdict(capsys, l05.check_scheduled_input, _scheduled(**wrong_step), l05.scheduled_input)
+    target_as_input = {**right, "pick_truth": lambda c, t: c[:, t + 1]}
+    assert "wrong time step" in verdict(capsys, l05.check_scheduled_input, _scheduled(**target_as_input), l05.scheduled_input)
+    inverted = {**right, "own_where": lambda u, p: u > p}
+    assert "inverted" in verdict(capsys, l05.check_scheduled_input, _scheduled(**inverted), l05.scheduled_input)
+    one_minus = {**right, "own_where": lambda u, p: u < 1 - p}
+    assert "inverted" in verdict(capsys, l05.check_scheduled_input, _scheduled(**one_minus), l05.scheduled_input)
+    leak = verdict(capsys, l05.check_scheduled_input, _scheduled(**right, detach=False, straight_through=True), l05.scheduled_input)
+    assert "gradient flows" in leak and "values are right" in leak
+
+
+# ---------------------------------------------------------------- lesson 06
+
+def test_l06_beam_step_mistakes(capsys):
+    from captionlib.exercises import l06
+
+    def flat_topk(total, k):
+        values, index = torch.topk(total.flatten(), k)
+        return values, index
+
+    def products(scores, logp, k):
+        V = logp.size(1)
+        v, i = flat_topk(torch.exp(scores).unsqueeze(1) * torch.exp(logp), k)
+        return v, torch.div(i, V, rounding_mode="floor"), torch.remainder(i, V)
+
+    def times_logs(scores, logp, k):
+        V = logp.size(1)
+        v, i = flat_topk(scores.unsqueeze(1) * logp, k)
+        return v, torch.div(i, V, rounding_mode="floor"), torch.remainder(i, V)
+
+    def per_beam(scores, logp, k):
+        best, word = (logp + scores.unsqueeze(1)).max(1)       # each beam its best child
+        keep = torch.sort(best, descending=True).indices[:k]
+        return best[keep], keep, word[keep]
+
+    def mod_div_swapped(scores, logp, k):
+        V = logp.size(1)
+        v, i = flat_topk(logp + scores.unsqueeze(1), k)
+        return v, i % V, i // V
+
+    assert "probabilities are multiplied" in verdict(capsys, l06.check_beam_step, products, l06.beam_step)
+    assert "log-probabilities are multiplied" in verdict(capsys, l06.check_beam_step, times_logs, l06.beam_step)
+    assert "per beam" in verdict(capsys, l06.check_beam_step, per_beam, l06.beam_step)
+    assert "swapped" in verdict(capsys, l06.check_beam_step, mod_div_swapped, l06.beam_step)
+
+
+def test_l06_collect_finished_mistakes(capsys):
+    from captionlib.exercises import l06
+
+    def still_expanding(seqs, scores, finished, length_norm=0.0):
+        done = finished + [(s / len(q) ** length_norm, q) for q, s in zip(seqs, scores) if q[-1] == l06.END]
+        return seqs, scores, done                               # every hypothesis goes on
+
+    def raw_scores(seqs, scores, finished, length_norm=0.0):
+        done = finished + [(s, q) for q, s in zip(seqs, scores) if q[-1] == l06.END]
+        live = [(q, s) for q, s in zip(seqs, scores) if q[-1] != l06.END]
+        return [q for q, _ in live], [s for _, s in live], done
+
+    assert "keep expanding" in verdict(capsys, l06.check_collect_finished, still_expanding, l06.collect_finished)
+    assert "no length normalisation" in verdict(capsys, l06.check_collect_finished, raw_scores, l06.collect_finished)
