@@ -75,7 +75,10 @@ DATASETS: dict[str, Callable[..., CaptionSplit]] = {"shapes": _shapes}
 
 
 def load_split(dataset: str = "shapes", split: str = "train", root: str | Path | None = None, **options) -> CaptionSplit:
-    """One split of a dataset. Options go to the dataset (for shapes: seed, n_train, ...)."""
+    """One split of a dataset. Options go to the dataset (shapes: seed, n_train, ...; real datasets:
+    folder, default <data root>/<name>)."""
+    from . import datasets  # noqa: F401  registers flickr8k, flickr30k and coco
+
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
     return DATASETS[dataset](split, Path(root) if root is not None else data_root(), **options)

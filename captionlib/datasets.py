@@ -1,0 +1,194 @@
+"""Real datasets: Flickr8k, Flickr30k and MS-COCO, in the formats they are distributed in.
+
+Lesson 08 uses it; `captionlib prepare` checks a folder with it. Each loader returns the same
+`CaptionSplit` as the embedded `shapes` dataset, so features, training and evaluation do not care
+where the images came from. Supported caption files, looked for in this order:
+
+* Andrej Karpathy's split files `dataset_flickr8k.json`, `dataset_flickr30k.json`, `dataset_coco.json`
+  (the splits every captioning paper reports on; COCO's "restval" images are used for training);
+* Flickr8k's own `Flickr8k.token.txt` with `Flickr_8k.{train,dev,test}Images.txt`;
+* Kaggle's Flickr8k `captions.txt` (a CSV `image,caption`, no split): a deterministic split, the
+  image names sorted, then shuffled with a fixed seed, 6000/1000/1000 (75/12.5/12.5 % of other sizes).
+
+Where to get each, and the folder layout: data/<name>/README.md.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DATASETS, CaptionSplit
+from .images import load_image
+from .vocab import tokenize
+
+__all__ = ["DatasetError", "Layout", "find_layout", "check_folder", "load_real", "SPLIT_SEED"]
+
+SPLIT_SEED = 8000                       # the deterministic split of captions.txt
+IMAGE_DIRS = {"flickr8k": ["Images", "Flicker8k_Dataset", "Flickr8k_Dataset", "images"],
+              "flickr30k": ["flickr30k-images", "images", "Images"],
+              "coco": ["."]}            # COCO: dataset_coco.json names train2014/ or val2014/ per image
+SPLITS = ("train", "val", "test")
+
+
+class DatasetError(FileNotFoundError):
+    """A dataset folder that cannot be used; the message lists everything that is missing."""
+
+
+@dataclass
+class Layout:
+    name: str
+    folder: Path
+    format: str                         # "karpathy", "flickr8k-token" or "kaggle-captions"
+    caption_file: Path
+    image_dir: Path
+
+
+def _readme(name: str) -> str:
+    return f"see data/{name}/README.md for where to get it and the layout expected"
+
+
+def _image_dir(name: str, folder: Path) -> Path | None:
+    for d in IMAGE_DIRS[name]:
+        if (folder / d).is_dir():
+            return folder / d
+    return None
+
+
+def find_layout(name: str, folder: str | Path) -> tuple[Layout | None, list[str]]:
+    """Which caption format the folder has, and what is missing (empty when usable)."""
+    if name not in IMAGE_DIRS:
+        raise ValueError(f"unknown real dataset {name!r}; known: {sorted(IMAGE_DIRS)}")
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        return None, [f"the folder {folder} does not exist"]
+    problems = []
+    image_dir = _image_dir(name, folder)
+    if image_dir is None:
+        problems.append(f"no image folder: expected one of {', '.join(d + '/' for d in IMAGE_DIRS[name])} in {folder}")
+    karpathy = folder / f"dataset_{name}.json"
+    token, kaggle = folder / "Flickr8k.token.txt", folder / "captions.txt"
+    if karpathy.exists():
+        fmt, captions = "karpathy", karpathy
+    elif name == "flickr8k" and token.exists():
+        fmt, captions = "flickr8k-token", token
+        for s in ("train", "dev", "test"):
+            if not (folder / f"Flickr_8k.{s}Images.txt").exists():
+                problems.append(f"no split file Flickr_8k.{s}Images.txt next to Flickr8k.token.txt")
+    elif name == "flickr8k" and kaggle.exists():
+        fmt, captions = "kaggle-captions", kaggle
+    else:
+        wanted = [karpathy.name] + (["Flickr8k.token.txt (+ split lists)", "captions.txt"] if name == "flickr8k" else [])
+        problems.append(f"no caption file: expected {' or '.join(wanted)} in {folder}")
+        return None, problems
+    return Layout(name, folder, fmt, captions, image_dir or folder), problems
+
+
+def _karpathy(layout: Layout) -> dict:
+    try:
+        data = json.loads(layout.caption_file.read_text(encoding="utf-8"))
+        images = data["images"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{layout.caption_file}: not a Karpathy split file ({e}); {_readme(layout.name)}") from e
+    out = {s: [] for s in SPLITS}
+    for im in images:
+        split = "train" if im.get("split") == "restval" else im.get("split")
+        if split not in out:
+            continue
+        rel = Path(im.get("filepath", "")) / im["filename"]
+        caps = [" ".join(s["tokens"]) if s.get("tokens") else s.get("raw", "") for s in im.get("sentences", [])]
+        out[split].append((str(rel), caps))
+    return out
+
+
+def _flickr8k_token(layout: Layout) -> dict:
+    captions: dict[str, list] = {}
+    for n, line in enumerate(layout.caption_file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, caption = line.partition("\t")
+        if not sep or "#" not in key:
+            raise DatasetError(f"{layout.caption_file}, line {n}: expected 'IMAGE.jpg#k<TAB>caption', got {line[:60]!r}")
+        captions.setdefault(key.rsplit("#", 1)[0], []).append(caption)
+    out = {}
+    for split, name in zip(SPLITS, ("train", "dev", "test")):
+        lines = (layout.folder / f"Flickr_8k.{name}Images.txt").read_text(encoding="utf-8").split()
+        out[split] = [(f, captions.get(f, [])) for f in lines]
+    return out
+
+
+def _kaggle(layout: Layout) -> dict:
+    captions: dict[str, list] = {}
+    with layout.caption_file.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
+            raise DatasetError(f"{layout.caption_file}: expected a CSV with the header 'image,caption', got {header}")
+        for row in reader:
+            if len(row) >= 2:
+                captions.setdefault(row[0], []).append(",".join(row[1:]))
+    names = sorted(captions)
+    random.Random(SPLIT_SEED).shuffle(names)
+    n = len(names)
+    n_val = n_test = 1000 if n == 8000 else max(1, round(n / 8))
+    cut = {"train": names[: n - n_val - n_test], "val": names[n - n_val - n_test: n - n_test], "test": names[n - n_test:]}
+    return {s: [(f, captions[f]) for f in cut[s]] for s in SPLITS}
+
+
+READERS = {"karpathy": _karpathy, "flickr8k-token": _flickr8k_token, "kaggle-captions": _kaggle}
+
+
+def check_folder(name: str, folder: str | Path) -> Layout:
+    """The folder's layout, or a DatasetError listing everything that is missing."""
+    layout, problems = find_layout(name, folder)
+    if layout is not None and not problems:
+        splits = READERS[layout.format](layout)
+        for split in SPLITS:
+            items = splits[split]
+            if not items:
+                problems.append(f"the {split} split is empty in {layout.caption_file.name}")
+            missing = [f for f, _ in items if not (layout.image_dir / f).exists()]
+            if missing:
+                problems.append(f"{len(missing)} of {len(items)} {split} images are missing from {layout.image_dir}, "
+                                f"e.g. {', '.join(missing[:3])}")
+            no_caps = [f for f, caps in items if not any(tokenize(c) for c in caps)]
+            if no_caps:
+                problems.append(f"{len(no_caps)} {split} images have no caption, e.g. {', '.join(no_caps[:3])}")
+    if problems:
+        raise DatasetError(f"{name} in {Path(folder)} cannot be used:\n  - " + "\n  - ".join(problems)
+                           + f"\n{_readme(name)}")
+    return layout
+
+
+class _Files:
+    """Image files as a lazy sequence of PIL RGB images."""
+
+    def __init__(self, paths: list):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        return load_image(self.paths[i])
+
+
+def load_real(name: str, split: str, root: Path, folder: str | Path | None = None) -> CaptionSplit:
+    """One split of a real dataset from `folder` (default: <data root>/<name>)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    layout = check_folder(name, Path(folder) if folder is not None else root / name)
+    items = READERS[layout.format](layout)[split]
+    paths = [layout.image_dir / f for f, _ in items]
+    # the fingerprint changes when the file list, a file's size or the caption source changes
+    h = hashlib.sha1(f"{name}|{split}|{layout.format}".encode())
+    for p in paths:
+        h.update(f"{p.name}:{p.stat().st_size};".encode())
+    return CaptionSplit(name, split, [f for f, _ in items], [caps for _, caps in items], _Files(paths), h.hexdigest())
+
+
+for _name in IMAGE_DIRS:
+    DATASETS[_name] = (lambda n: lambda split, root, **options: load_real(n, split, root, **options))(_name)
