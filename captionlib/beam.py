@@ -96,7 +96,9 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
     """
     B, K, device = features.shape[0], beam_size, features.device
     feats = _expand(features, K)                                           # (B*K, P, E)
-    state, memo = decoder.init_state(feats), decoder.prepare(feats)
+    memo = decoder.prepare(features)                                       # per image, then copied per beam:
+    memo = _expand(memo, K) if memo is not None else None                  # K times less projection work
+    state = tuple(_expand(s, K) for s in decoder.init_state(features))
     words = torch.full((B * K,), START, dtype=torch.long, device=device)
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0                                                     # one live beam to start: no duplicates
