@@ -5,7 +5,9 @@ takes the best word at each step; beam search keeps the K best partial captions 
 log-probability) at every step, for all images of a batch at once: the B*K hypotheses are rows of
 one batch, and a single top-k over the K*V continuations of each image picks the survivors.
 A finished hypothesis (it produced <end>) is frozen: its only continuation is <pad> at no cost,
-so it keeps its score and competes with the unfinished ones until the end.
+so it keeps its score and competes with the unfinished ones until the end. An image stops early
+once its best finished hypothesis beats all live ones (unless all K or length-normalised scores
+are asked for), since live scores can only fall.
 
 Shapes: B images, K beam size, V vocab, L max caption length, P regions, E encoder dim.
 """
@@ -130,6 +132,13 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
             att_hist = step_att if att_hist is None else torch.cat([att_hist[parent], step_att], dim=1)
         finished = finished[parent] | (words == END)
         done = (finished | torch.isinf(scores.reshape(-1))).view(n, K).all(dim=1)   # (n,) every beam over
+        if not return_all and not length_norm:
+            # live scores only fall (log-probs are <= 0): once a finished hypothesis beats every live
+            # one, it is the answer, whatever the remaining steps do
+            fin = finished.view(n, K)
+            best_finished = torch.where(fin, scores, float("-inf")).max(dim=1).values
+            best_live = torch.where(fin, float("-inf"), scores).max(dim=1).values
+            done |= best_finished > best_live
         if t == max_len - 1:
             done[:] = True
         for j in (done & ~recorded).nonzero().flatten().tolist():          # set finished images aside

@@ -114,3 +114,18 @@ def test_attention_maps_and_sampling():
     g = torch.Generator().manual_seed(0)
     assert [x.tokens for x in s1] == [x.tokens for x in sample(dec, feats, temperature=1.0, generator=g)]
     assert all(PAD not in x.tokens and START not in x.tokens for x in s1)
+
+
+@pytest.mark.parametrize("K", [2, 3, 5])
+def test_stopping_once_a_finished_caption_beats_every_live_one_changes_nothing(K):
+    """The early stop (off with return_all) gives the caption, score and attention of the full search."""
+    for seed in range(8):
+        dec = tiny(seed)
+        with torch.no_grad():
+            dec.fc.bias[END] += 1.0                       # captions that finish at different steps
+        feats = torch.randn(9, 2, 4)
+        early = beam_search(dec, feats, beam_size=K, max_len=8)
+        full = beam_search(dec, feats, beam_size=K, max_len=8, return_all=True)
+        for e, f in zip(early, full):
+            assert e.tokens == f.tokens and abs(e.score - f.score) < 1e-6
+            assert torch.allclose(e.alphas, f.alphas)
