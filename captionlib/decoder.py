@@ -67,22 +67,27 @@ class _Decoder(nn.Module):
             captions: (B, T) padded, <start> ... <end> <pad>...
             sample_prob: scheduled sampling (lesson 05): the chance that a step's input is the
                 model's own sample from step t-1 instead of the true word.
-            next_input: the function that picks a step's input embedding (default `scheduled_input`;
-                lesson 05 plugs the learner's in).
+            next_input: the function that picks a step's input embedding (default `scheduled_input`
+                when sample_prob > 0; lesson 05 plugs the learner's in). It gets the logits of the
+                steps so far, detached.
         Returns:
             logits: (B, T-1, V) predicting captions[:, 1:].
             alphas: (B, T-1, P) attention weights (None for Show and Tell).
         """
-        next_input = next_input or scheduled_input
+        choose = next_input or (scheduled_input if sample_prob > 0 else None)
         state, memo = self.init_state(features), self.prepare(features)
         x = self.embedding(captions[:, 0])                                 # (B, M) <start>
-        logits, alphas = [], []
+        logits, alphas, seen = [], [], None
         for t in range(captions.shape[1] - 1):
             if t > 0:
-                x = next_input(self.embedding, captions, torch.stack(logits, 1), t, sample_prob, generator)
+                x = self.embedding(captions[:, t]) if choose is None else \
+                    choose(self.embedding, captions, seen[:, :t], t, sample_prob, generator)
             out, state, alpha = self.step_embedded(x, state, features, memo)
             logits.append(out)
             alphas.append(alpha)
+            if choose is not None:   # the steps so far, for the choice; a view, so no O(T^2) re-stacking
+                seen = out.new_empty(out.shape[0], captions.shape[1] - 1, out.shape[1]) if seen is None else seen
+                seen[:, t] = out.detach()                                  # no gradient through the choice
         logits = torch.stack(logits, dim=1)                                # (B, T-1, V)
         return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
 

@@ -95,6 +95,35 @@ def test_scheduled_sampling_with_probability_zero_is_teacher_forcing_and_one_ign
     assert torch.allclose(a, b)  # inputs after the first come from the model, not the caption
 
 
+@pytest.mark.parametrize("attention", [True, False])
+def test_scheduled_sampling_equals_a_step_by_step_loop_and_sees_every_earlier_step(attention):
+    from captionlib.decoder import scheduled_input
+
+    dec = small(attention)
+    feats, caps = batch()
+    state, memo = dec.init_state(feats), dec.prepare(feats)
+    g = torch.Generator().manual_seed(3)
+    x, outs = dec.embedding(caps[:, 0]), []
+    for t in range(caps.shape[1] - 1):                    # the loop written plainly, stacking every step
+        if t > 0:
+            x = scheduled_input(dec.embedding, caps, torch.stack(outs, 1), t, 0.5, g)
+        out, state, _ = dec.step_embedded(x, state, feats, memo)
+        outs.append(out)
+    expected = torch.stack(outs, 1)
+
+    seen = []
+    def spy(embedding, captions, logits, t, p, generator=None):
+        seen.append((t, logits.clone(), logits.requires_grad))
+        return scheduled_input(embedding, captions, logits, t, p, generator)
+
+    got, _ = dec(feats, caps, sample_prob=0.5, generator=torch.Generator().manual_seed(3), next_input=spy)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert [t for t, _, _ in seen] == list(range(1, caps.shape[1] - 1))
+    for t, logits, needs_grad in seen:                    # steps 0..t-1, detached
+        assert logits.shape == (B, t, V) and not needs_grad
+        assert torch.allclose(logits, got[:, :t].detach(), atol=1e-6)
+
+
 def test_bad_settings_are_clear():
     with pytest.raises(ValueError, match="image_as"):
         small(False, image_as="hat")
