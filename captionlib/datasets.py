@@ -141,26 +141,50 @@ def _kaggle(layout: Layout) -> dict:
 READERS = {"karpathy": _karpathy, "flickr8k-token": _flickr8k_token, "kaggle-captions": _kaggle}
 
 
-def check_folder(name: str, folder: str | Path) -> Layout:
-    """The folder's layout, or a DatasetError listing everything that is missing."""
+_SCANNED: dict = {}   # (name, folder, caption file mtime and size) -> a successful _scan, reused in this process
+
+
+def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
+    """Read the caption file once and stat every image once.
+
+    Returns the layout and {split: (items, sizes)}, items [(file, captions)] and sizes the image
+    file sizes (for the fingerprint); raises a DatasetError listing everything that is missing.
+    A successful scan is reused while the caption file is unchanged (prepare loads three splits).
+    """
     layout, problems = find_layout(name, folder)
+    key = None
     if layout is not None and not problems:
-        splits = READERS[layout.format](layout)
-        for split in SPLITS:
-            items = splits[split]
+        stat = layout.caption_file.stat()
+        key = (name, str(layout.folder.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key in _SCANNED:
+            return _SCANNED[key]
+        splits = {}
+        for split, items in READERS[layout.format](layout).items():
+            sizes, missing = [], []
+            for f, _ in items:
+                try:
+                    sizes.append((layout.image_dir / f).stat().st_size)
+                except FileNotFoundError:
+                    missing.append(f)
             if not items:
                 problems.append(f"the {split} split is empty in {layout.caption_file.name}")
-            missing = [f for f, _ in items if not (layout.image_dir / f).exists()]
             if missing:
                 problems.append(f"{len(missing)} of {len(items)} {split} images are missing from {layout.image_dir}, "
                                 f"e.g. {', '.join(missing[:3])}")
             no_caps = [f for f, caps in items if not any(tokenize(c) for c in caps)]
             if no_caps:
                 problems.append(f"{len(no_caps)} {split} images have no caption, e.g. {', '.join(no_caps[:3])}")
+            splits[split] = (items, sizes)
     if problems:
         raise DatasetError(f"{name} in {Path(folder)} cannot be used:\n  - " + "\n  - ".join(problems)
                            + f"\n{_readme(name)}")
-    return layout
+    _SCANNED[key] = (layout, splits)
+    return layout, splits
+
+
+def check_folder(name: str, folder: str | Path) -> Layout:
+    """The folder's layout, or a DatasetError listing everything that is missing."""
+    return _scan(name, folder)[0]
 
 
 class _Files:
@@ -180,15 +204,14 @@ def load_real(name: str, split: str, root: Path, folder: str | Path | None = Non
     """One split of a real dataset from `folder` (default: <data root>/<name>)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    layout = check_folder(name, Path(folder) if folder is not None else root / name)
-    items = READERS[layout.format](layout)[split]
-    paths = [layout.image_dir / f for f, _ in items]
+    layout, splits = _scan(name, Path(folder) if folder is not None else root / name)
+    items, sizes = splits[split]
     # the fingerprint changes when the file list, a file's size or the caption source changes
     h = hashlib.sha1(f"{name}|{split}|{layout.format}".encode())
-    for p in paths:
-        h.update(f"{p.name}:{p.stat().st_size};".encode())
-    return CaptionSplit(name, split, [f for f, _ in items], [caps for _, caps in items], _Files(paths), h.hexdigest())
-
+    for (f, _), size in zip(items, sizes):
+        h.update(f"{f}:{size};".encode())
+    return CaptionSplit(name, split, [f for f, _ in items], [caps for _, caps in items],
+                        _Files([layout.image_dir / f for f, _ in items]), h.hexdigest())
 
 for _name in IMAGE_DIRS:
     DATASETS[_name] = (lambda n: lambda split, root, **options: load_real(n, split, root, **options))(_name)

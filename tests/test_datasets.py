@@ -137,3 +137,21 @@ def test_prepare_then_train_and_evaluate_on_a_fixture(tmp_path, capsys, monkeypa
                  "--checkpoint", ckpt]) == 0
     assert main(["evaluate", "--checkpoint", ckpt, "--split", "val"]) == 0         # the folder comes from the checkpoint
     assert "flickr8k/val: 2 images" in capsys.readouterr().out
+
+
+def test_the_caption_file_is_read_once_for_all_splits_until_it_changes(tmp_path, monkeypatch):
+    from captionlib import datasets
+
+    folder, names = kaggle(tmp_path)
+    calls = []
+    real = datasets.READERS["kaggle-captions"]
+    monkeypatch.setitem(datasets.READERS, "kaggle-captions", lambda layout: calls.append(1) or real(layout))
+    check_folder("flickr8k", folder)
+    for s in ("train", "val", "test"):
+        load_split("flickr8k", s, folder=folder)
+    assert len(calls) == 1
+    text = (folder / "captions.txt").read_text()
+    (folder / "captions.txt").write_text(text + f"{names[0]},one more caption\n")   # a changed file is read again
+    splits = [load_split("flickr8k", s, folder=folder) for s in ("train", "val", "test")]
+    assert len(calls) == 2
+    assert any("one more caption" in caps for s in splits for caps in s.captions)
