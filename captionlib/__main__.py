@@ -44,9 +44,9 @@ def _trained(a):
     return decoder, vocab, meta, encoder, next(decoder.parameters()).device
 
 
-def _options(a) -> dict:
-    """load_split options from the command line: a real dataset's folder."""
-    return {"folder": a.root} if a.root and a.dataset != "shapes" else {}
+def _options(dataset: str, root: str | None) -> dict:
+    """load_split options: a real dataset's folder, when one is given."""
+    return {"folder": root} if root and dataset != "shapes" else {}
 
 
 def _min_freq(a) -> int:
@@ -66,7 +66,7 @@ def cmd_prepare(a) -> int:
         return 0
     layout = check_folder(a.dataset, a.root or data_root() / a.dataset)
     print(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
-    splits = {s: load_split(a.dataset, s, **_options(a)) for s in ("train", "val", "test")}
+    splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root)) for s in ("train", "val", "test")}
     for s, split in splits.items():
         print(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")
     vocab = Vocab.build([c for caps in splits["train"].captions for c in caps], min_freq=_min_freq(a))
@@ -93,7 +93,8 @@ def cmd_train(a) -> int:
 
     start = time.time()
     torch.manual_seed(a.seed)
-    train, val = load_split(a.dataset, "train", **_options(a)), load_split(a.dataset, "val", **_options(a))
+    options = _options(a.dataset, a.root)
+    train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
     tf = features_for(train, encoder, upto=n_train, device=a.device)
@@ -104,7 +105,7 @@ def cmd_train(a) -> int:
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                      patience=a.patience, max_len=a.max_len, sampling=a.sampling)
-    meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": a.grid, "train_images": int(n_train), **_options(a)}
+    meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": a.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)
     print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}")
@@ -117,19 +118,15 @@ def cmd_evaluate(a) -> int:
     from .data import load_split
     from .evaluate import attention_in_box, reference_ceiling
     from .features import features_for
-    from .bleu import bleu_scores
-    from .train import caption_all
-    from .vocab import tokenize
+    from .train import caption_all, score_captions
 
     decoder, vocab, meta, encoder, device = _trained(a)
     dataset = meta.get("dataset", a.dataset)
-    options = {"folder": a.root or meta["folder"]} if dataset != "shapes" and (a.root or meta.get("folder")) else {}
-    split = load_split(dataset, a.split, **options)
+    split = load_split(dataset, a.split, **_options(dataset, a.root or meta.get("folder")))
     store = features_for(split, encoder, device=a.device)
     idx = store.valid()
     captions = caption_all(decoder, store.features, idx, device, a.max_len, a.beam_size)   # decoded once
-    hyps = [vocab.decode(c.tokens) for c in captions]
-    scores = bleu_scores([[tokenize(r) for r in split.captions[i]] for i in idx], [h.split() for h in hyps])
+    scores, hyps = score_captions(captions, vocab, [split.captions[i] for i in idx])
     ceiling = reference_ceiling([split.captions[i] for i in idx])
     print(f"{split.dataset}/{a.split}: {len(idx)} images, beam {a.beam_size}")
     print(f"{'':10} {'model':>8} {'ceiling':>8} {'ratio':>6}")

@@ -31,7 +31,7 @@ from .decoder import DecoderConfig, build_decoder, sequence_loss
 from .utils import atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "caption_all", "evaluate_bleu"]
+__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "caption_all", "score_captions", "evaluate_bleu"]
 
 
 @dataclass
@@ -83,11 +83,17 @@ def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size
     return out
 
 
+def score_captions(generated: list, vocab: Vocab, references: list) -> tuple[dict, list]:
+    """BLEU-1..4 of decoded Captions against references[i] (strings); returns (scores, caption strings)."""
+    hyps = [vocab.decode(c.tokens) for c in generated]
+    return bleu_scores(_refs(references), [h.split() for h in hyps]), hyps
+
+
 def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, device, max_len: int = 20,
                   beam_size: int = 1, batch_size: int = 100) -> tuple[dict, list]:
     """BLEU-1..4 of the decoder's captions for images `indices`; returns (scores, caption strings)."""
-    hyps = [vocab.decode(c.tokens) for c in caption_all(decoder, features, indices, device, max_len, beam_size, batch_size)]
-    return bleu_scores(_refs([captions[i] for i in indices]), [h.split() for h in hyps]), hyps
+    generated = caption_all(decoder, features, indices, device, max_len, beam_size, batch_size)
+    return score_captions(generated, vocab, [captions[i] for i in indices])
 
 
 class Trainer:
