@@ -108,6 +108,8 @@ def cmd_train(a) -> int:
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": a.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)
+    if a.resume and checkpoint.exists():
+        print(f"resuming from {checkpoint} (delete it to train from scratch)")
     print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}")
     history = trainer.fit(resume=a.resume)
     print(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")

@@ -184,8 +184,9 @@ def classify(backbone: Backbone, image: Image.Image, k: int = 5) -> list[tuple[s
     """Top-k ImageNet labels with probabilities: what the classifier sees before we cut its head off."""
     if backbone.head is None:
         raise ValueError(f"backbone {backbone.name!r} has no ImageNet classifier head")
-    x = to_tensor(image, backbone.image_size, backbone.mean, backbone.std)  # (1, 3, S, S)
-    probs = backbone.head(backbone.trunk(x)).softmax(-1)[0]                 # (1000,)
+    device = next(backbone.trunk.parameters()).device   # wherever the encoder was moved (the head follows)
+    x = to_tensor(image, backbone.image_size, backbone.mean, backbone.std).to(device)   # (1, 3, S, S)
+    probs = backbone.head.to(device)(backbone.trunk(x)).softmax(-1)[0].cpu()            # (1000,)
     top = probs.topk(k)
     names = imagenet_classes()
     return [(names[i], float(p)) for p, i in zip(top.values, top.indices)]

@@ -8,6 +8,11 @@ Lessons 04 and 07 use it.
 * **Attention in box.** For each generated word that names a colour or shape present in a shapes
   scene, the attention mass that falls inside the boxes of the objects it can name. Uniform
   attention would put mass equal to the boxes' share of the image there, so we report both.
+* **Hallucination (CHAIR).** Rohrbach et al. 2018, "Object Hallucination in Image Captioning":
+  of the objects a caption names, how many are not in the image (CHAIR_i), and how many captions
+  name at least one such object (CHAIR_s). On shapes an object is a (colour, shape) pair and the
+  scene says exactly what is there, so it needs no synonym lists. Lesson 08 uses it to show what
+  BLEU misses.
 
 Shapes: L caption length, P regions (g*g).
 """
@@ -19,7 +24,7 @@ from .bleu import bleu_scores
 from .shapes import COLOURS, SHAPE_WORDS, PLURAL
 from .vocab import tokenize
 
-__all__ = ["reference_ceiling", "region_box_overlap", "attention_in_box"]
+__all__ = ["reference_ceiling", "region_box_overlap", "attention_in_box", "object_mentions", "hallucination"]
 
 _SHAPE_OF = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
 _SHAPE_OF.update({PLURAL[w]: s for w, s in list(_SHAPE_OF.items())})
@@ -66,3 +71,39 @@ def attention_in_box(scene, words: list, alphas: np.ndarray, grid: int, size: in
         cover = np.clip(sum(region_box_overlap(o.box, grid, size) for o in named), 0, 1)          # (P,)
         out.append((w, float((alphas[t] * cover).sum()), float(cover.mean())))
     return out
+
+
+def object_mentions(scene, words: list) -> list[tuple[str, bool]]:
+    """[(phrase, present)] for every shape word of a caption, e.g. ("red circle", True).
+
+    In the shapes grammar a colour comes right before its shape word ("two small red balls"), so
+    that colour, when there is one, must match too.
+    """
+    out = []
+    for t, w in enumerate(words):
+        if w not in _SHAPE_OF:
+            continue
+        colour = words[t - 1] if t > 0 and words[t - 1] in COLOURS else None
+        present = any(o.shape == _SHAPE_OF[w] and colour in (None, o.colour) for o in scene.objects)
+        out.append((f"{colour} {w}" if colour else w, present))
+    return out
+
+
+def hallucination(scenes: list, captions: list) -> dict:
+    """CHAIR_i, CHAIR_s and recall over a corpus; captions[i] = the word list for scenes[i].
+
+    recall: the share of each scene's kinds of object, (colour, shape), that its caption names.
+    """
+    mentions = named = kinds = 0
+    wrong, bad_captions = 0, 0
+    for scene, words in zip(scenes, captions):
+        found = object_mentions(scene, words)
+        mentions += len(found)
+        wrong += sum(not ok for _, ok in found)
+        bad_captions += any(not ok for _, ok in found)
+        said = {(words[t - 1], _SHAPE_OF[w]) for t, w in enumerate(words) if w in _SHAPE_OF and t > 0}
+        present = {(o.colour, o.shape) for o in scene.objects}
+        named += len(present & said)
+        kinds += len(present)
+    return {"CHAIR_i": wrong / max(mentions, 1), "CHAIR_s": bad_captions / max(len(captions), 1),
+            "recall": named / max(kinds, 1)}

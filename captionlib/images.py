@@ -8,6 +8,7 @@ Shapes: S image side in pixels.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
@@ -43,13 +44,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, RGB
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as upright RGB (EXIF orientation applied)."""
+def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
+    """Open an image file as upright RGB (EXIF orientation applied).
+
+    data: the file's bytes when it is not on disk (an upload); `path` then only names it in errors.
+    """
     path = Path(path)
-    if not path.exists():
+    if data is None and not path.exists():
         raise ImageLoadError(f"{path}: no such file. Check the path, or re-run `captionlib prepare` for the dataset.")
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data) if data is not None else path) as img:
             img.load()  # decode now, inside the try, so truncation is caught here
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)

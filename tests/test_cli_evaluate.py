@@ -3,7 +3,8 @@ from PIL import Image
 
 from captionlib.__main__ import main
 from captionlib.decoder import DecoderConfig, build_decoder
-from captionlib.evaluate import attention_in_box, reference_ceiling, region_box_overlap
+from captionlib.data import load_split
+from captionlib.evaluate import attention_in_box, hallucination, object_mentions, reference_ceiling, region_box_overlap
 from captionlib.shapes import Scene, ShapeObject
 from captionlib.utils import atomic_save
 from captionlib.vocab import Vocab
@@ -26,6 +27,28 @@ def test_region_box_overlap_and_attention_in_box():
     got = attention_in_box(scene, ["a", "red", "box"], alphas, grid=2)
     assert got == [("red", 0.7, 0.25), ("box", 1.0, 0.25)]
     assert attention_in_box(scene, ["green"], alphas[:1], grid=2) == []  # nothing green to grade against
+
+
+def test_object_mentions_and_hallucination():
+    scene = Scene([ShapeObject("circle", "red", "small", (0, 0, 50, 50)),
+                   ShapeObject("circle", "red", "small", (100, 0, 150, 50)),
+                   ShapeObject("square", "blue", "large", (112, 112, 224, 224))], (200, 200, 200), (0, 0, 0), 0)
+    assert object_mentions(scene, "two small red balls above a big blue box".split()) == [
+        ("red balls", True), ("blue box", True)]
+    assert object_mentions(scene, "a blue circle and a green triangle".split()) == [
+        ("blue circle", False), ("green triangle", False)]
+    h = hallucination([scene, scene], ["a red circle".split(), "a blue circle and a blue square".split()])
+    assert h == {"CHAIR_i": 1 / 3, "CHAIR_s": 0.5, "recall": 0.5}   # 3 mentions, 1 wrong; 2 of 4 kinds named
+
+
+def test_human_captions_never_hallucinate_and_name_most_objects():
+    """Every reference of the shapes grammar passes the check: the parser reads the real captions."""
+    val = load_split("shapes", "val")
+    scenes = val.scenes[:200]
+    for k in range(5):
+        h = hallucination(scenes, [s.captions[k].split() for s in scenes])
+        assert h["CHAIR_i"] == 0 and h["CHAIR_s"] == 0
+        assert h["recall"] > 0.9
 
 
 def _checkpoint(tmp_path):

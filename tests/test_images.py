@@ -76,3 +76,12 @@ def test_to_tensor_shape_and_normalisation():
     x = to_tensor([img, img], 32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     assert x.shape == (2, 3, 32, 32)
     assert np.allclose(x[0, :, 5, 5].numpy(), [1.0, -1.0, 127 / 127.5 - 1], atol=1e-5)
+
+
+def test_uploaded_bytes_load_like_files(tmp_path):
+    p = tmp_path / "photo.png"
+    Image.new("RGBA", (6, 4), (10, 200, 10, 255)).save(p)
+    img = load_image("upload.png", data=p.read_bytes())
+    assert img.mode == "RGB" and img.size == (6, 4) and img.getpixel((1, 1)) == (10, 200, 10)
+    with pytest.raises(ImageLoadError, match="upload.txt: not an image"):
+        load_image("upload.txt", data=b"hello")
