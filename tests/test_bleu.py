@@ -6,8 +6,9 @@ from hypothesis import given, settings, strategies as st
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
+import captionlib.bleu
 from captionlib.bleu import (bleu_scores, brevity_penalty, closest_ref_length, clipped_counts, coco_metrics,
-                             corpus_bleu, sentence_bleu)
+                             corpus_bleu, corpus_counts, sentence_bleu)
 
 WORDS = st.sampled_from(["a", "red", "circle", "above", "blue", "square", "two", "the"])
 SENT = st.lists(WORDS, min_size=0, max_size=9)
@@ -51,6 +52,24 @@ def test_smoothed_bleu_equals_nltk_method1(items):
 def test_edge_cases_equal_nltk(refs, hyps):
     for n in (1, 2, 3, 4):
         assert math.isclose(corpus_bleu(refs, hyps, n), nltk(refs, hyps, n), abs_tol=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ITEM, min_size=0, max_size=8), st.sampled_from([2 ** 62, 40, 0]))
+def test_corpus_counts_equal_the_readable_clipped_counts(items, key_limit):
+    """The vectorised counts are the sums of clipped_counts, also when n-grams must be renumbered."""
+    refs, hyps = [r for r, _ in items], [h for _, h in items]
+    old, captionlib.bleu._KEY_LIMIT = captionlib.bleu._KEY_LIMIT, key_limit
+    try:
+        matches, totals, hyp_len, ref_len = corpus_counts(refs, hyps, 4)
+    finally:
+        captionlib.bleu._KEY_LIMIT = old
+    for n in (1, 2, 3, 4):
+        counted = [clipped_counts(h, r, n) for r, h in zip(refs, hyps)]
+        assert matches[n] == sum(m for m, _ in counted)
+        assert totals[n] == sum(max(t, 1) for _, t in counted)     # nltk's 1 for a hypothesis without n-grams
+    assert hyp_len == sum(map(len, hyps))
+    assert ref_len == sum(closest_ref_length(r, len(h)) for r, h in zip(refs, hyps))
 
 
 def test_parts():
