@@ -35,12 +35,16 @@ class SoftAttention(nn.Module):
         Args:
             features: (B, P, E) region vectors f_p.
             projected: (B, P, A) from `project(features)`.
-            h: (B, H) the decoder's previous hidden state.
+            h: (B*G, H) the decoder's previous hidden state: G >= 1 queries per image, adjacent rows
+               (G = 1 in training; in beam search the K beams of an image share its regions, which are
+               then stored and read once instead of K times).
         Returns:
-            context: (B, E) z_t, a convex combination of the regions.
-            alpha: (B, P) attention weights, summing to 1 over regions.
+            context: (B*G, E) z_t, a convex combination of the regions.
+            alpha: (B*G, P) attention weights, summing to 1 over regions.
         """
-        e = self.score(torch.tanh(projected + self.hidden_proj(h).unsqueeze(1))).squeeze(2)  # (B, P)   eq. 4
-        alpha = torch.softmax(e, dim=1)                                                       # (B, P)   eq. 5
-        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)                          # (B, E)   eq. 6
+        B, P, E = features.shape
+        query = self.hidden_proj(h).view(B, -1, 1, projected.shape[2])                      # (B, G, 1, A)
+        e = self.score(torch.tanh(projected.unsqueeze(1) + query)).view(-1, P)              # (B*G, P)  eq. 4
+        alpha = torch.softmax(e, dim=1)                                                     # (B*G, P)  eq. 5
+        context = torch.bmm(alpha.view(B, -1, P), features).view(-1, E)                     # (B*G, E)  eq. 6
         return context, alpha

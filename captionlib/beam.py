@@ -97,9 +97,8 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
         one Caption per image: tokens, score, attention maps (len, P).
     """
     B, K, device = features.shape[0], beam_size, features.device
-    feats = _expand(features, K)                                           # (B*K, P, E)
-    memo = decoder.prepare(features)                                       # per image, then copied per beam:
-    memo = _expand(memo, K) if memo is not None else None                  # K times less projection work
+    feats = features                                                       # (B, P, E): the K beams of an image share
+    memo = decoder.prepare(features)                                       # its regions and their projection (B, P, A)
     state = tuple(_expand(s, K) for s in decoder.init_state(features))
     words = torch.full((B * K,), START, dtype=torch.long, device=device)
     scores = torch.full((B, K), float("-inf"), device=device)
@@ -153,8 +152,8 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
             keep_rows = keep.repeat_interleave(K)
             alive, scores, finished, words = alive[keep.cpu()], scores[keep], finished[keep_rows], words[keep_rows]
             state = tuple(s[keep_rows] for s in state)
-            feats, history = feats[keep_rows], history[keep_rows]
-            memo = memo[keep_rows] if memo is not None else None
+            feats, history = feats[keep], history[keep_rows]
+            memo = memo[keep] if memo is not None else None
             att_hist = att_hist[keep_rows] if att_hist is not None else None
     return [_best(*final[b], length_norm, return_all) for b in range(B)]
 
