@@ -33,6 +33,17 @@ def test_attention_gradcheck_and_convexity():
     assert torch.allclose(ctx, (alpha.unsqueeze(2) * f).sum(1))
 
 
+def test_several_queries_per_image_equal_copies_of_the_image():
+    """Beam search passes each image once with its K beams' states: same as K copies of the image."""
+    torch.manual_seed(0)
+    att = SoftAttention(4, 3, 5).double()
+    f = torch.randn(2, 6, 4, dtype=torch.float64)
+    h = torch.randn(2 * 3, 3, dtype=torch.float64)                        # G = 3 queries per image, adjacent
+    copies = f.repeat_interleave(3, dim=0)                                   # (6, P, E)
+    shared, copied = att(f, att.project(f), h), att(copies, att.project(copies), h)
+    assert torch.allclose(shared[0], copied[0]) and torch.allclose(shared[1], copied[1])
+
+
 @pytest.mark.parametrize("attention,image_as", [(True, "state"), (False, "state"), (False, "input")])
 def test_teacher_forced_loss_equals_a_step_by_step_loop(attention, image_as):
     dec = small(attention, image_as=image_as)
