@@ -73,20 +73,20 @@ def attention_in_box(scene, words: list, alphas: np.ndarray, grid: int, size: in
     return out
 
 
-def object_mentions(scene, words: list) -> list[tuple[str, bool]]:
-    """[(phrase, present)] for every shape word of a caption, e.g. ("red circle", True).
+def _named(words: list) -> list[tuple]:
+    """[(colour or None, shape, word)] for every shape word of a caption.
 
-    In the shapes grammar a colour comes right before its shape word ("two small red balls"), so
-    that colour, when there is one, must match too.
+    In the shapes grammar a colour comes right before its shape word ("two small red balls").
     """
-    out = []
-    for t, w in enumerate(words):
-        if w not in _SHAPE_OF:
-            continue
-        colour = words[t - 1] if t > 0 and words[t - 1] in COLOURS else None
-        present = any(o.shape == _SHAPE_OF[w] and colour in (None, o.colour) for o in scene.objects)
-        out.append((f"{colour} {w}" if colour else w, present))
-    return out
+    return [(words[t - 1] if t > 0 and words[t - 1] in COLOURS else None, _SHAPE_OF[w], w)
+            for t, w in enumerate(words) if w in _SHAPE_OF]
+
+
+def object_mentions(scene, words: list) -> list[tuple[str, bool]]:
+    """[(phrase, present)] for every shape word of a caption, e.g. ("red circle", True); a colour, when given, must match too."""
+    return [(f"{colour} {w}" if colour else w,
+             any(o.shape == shape and colour in (None, o.colour) for o in scene.objects))
+            for colour, shape, w in _named(words)]
 
 
 def hallucination(scenes: list, captions: list) -> dict:
@@ -94,16 +94,14 @@ def hallucination(scenes: list, captions: list) -> dict:
 
     recall: the share of each scene's kinds of object, (colour, shape), that its caption names.
     """
-    mentions = named = kinds = 0
-    wrong, bad_captions = 0, 0
+    mentions = wrong = bad_captions = named = kinds = 0
     for scene, words in zip(scenes, captions):
         found = object_mentions(scene, words)
         mentions += len(found)
         wrong += sum(not ok for _, ok in found)
         bad_captions += any(not ok for _, ok in found)
-        said = {(words[t - 1], _SHAPE_OF[w]) for t, w in enumerate(words) if w in _SHAPE_OF and t > 0}
         present = {(o.colour, o.shape) for o in scene.objects}
-        named += len(present & said)
+        named += len(present & {(colour, shape) for colour, shape, _ in _named(words)})
         kinds += len(present)
     return {"CHAIR_i": wrong / max(mentions, 1), "CHAIR_s": bad_captions / max(len(captions), 1),
             "recall": named / max(kinds, 1)}
