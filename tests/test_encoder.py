@@ -48,6 +48,26 @@ def test_encoder_output_shapes(lite0):
     assert f4.shape == (2, 16, 1280)
 
 
+def test_stride16_features_are_the_networks_own_14x14_map(lite0):
+    """efficientnet-lite0-s16 is the full network stopped after MBConv block 11: same weights, same map."""
+    s16 = efficientnet_lite0(stride=16)
+    assert (s16.name, s16.dim, s16.stride, s16.head) == ("efficientnet-lite0-s16", 112, 16, None)
+    x = Encoder(lite0).preprocess(Image.open(PHOTO))
+    seen = {}
+    hook = lite0.trunk.net._blocks[10].register_forward_hook(lambda m, i, out: seen.update(map=out))
+    try:
+        with torch.no_grad():
+            lite0.trunk(x)
+            feats, _ = Encoder(s16)(x)            # grid None -> the map's own size, 14
+    finally:
+        hook.remove()
+    assert seen["map"].shape == (1, 112, 14, 14) and feats.shape == (1, 196, 112)
+    assert torch.allclose(feats, seen["map"].flatten(2).transpose(1, 2), atol=1e-6)
+    assert Encoder(lite0).grid == 7 and Encoder(s16).grid == 14
+    with pytest.raises(ValueError, match="stride 16 or 32"):
+        efficientnet_lite0(stride=8)
+
+
 def test_regions_are_row_major(lite0):
     """Region p = row * w + col of the feature map (what attention maps are reshaped back with)."""
     trunk = nn.Identity()
