@@ -103,9 +103,11 @@ def cmd_train(a) -> int:
     checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
+    P = tf.features.shape[1]
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
-                     patience=a.patience, max_len=a.max_len, sampling=a.sampling)
-    meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": a.grid, "train_images": int(n_train), **options}
+                     patience=a.patience, max_len=a.max_len, sampling=a.sampling,
+                     alpha_c=1 / P if a.alpha_c is None else a.alpha_c)
+    meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)
     if a.resume and checkpoint.exists():
@@ -175,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         s = sub.add_parser(name)
         s.add_argument("--dataset", default="shapes", help="shapes (embedded), flickr8k, flickr30k or coco")
         s.add_argument("--root", help="a real dataset's folder (default: data/DATASET); see data/DATASET/README.md")
-        s.add_argument("--backbone", default="efficientnet-lite0")
-        s.add_argument("--grid", type=int, default=7)
+        s.add_argument("--backbone", default="efficientnet-lite0",
+                       help="efficientnet-lite0 (7x7x1280, offline), efficientnet-lite0-s16 (14x14x112: sharper attention), "
+                            "resnet50/101[-s16] (weights from the torch hub cache)")
+        s.add_argument("--grid", type=int, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
         s.add_argument("--device", default="auto")
         s.add_argument("--checkpoint", help="default: data/cache/checkpoints/DATASET-BACKBONE.pt")
         s.add_argument("--beam-size", type=int, default=3)
@@ -194,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--attention-dim", type=int, default=128)
             s.add_argument("--dropout", type=float, default=0.5)
             s.add_argument("--sampling", default="none", choices=["none", "linear", "inverse_sigmoid"])
+            s.add_argument("--alpha-c", type=float, default=None,
+                           help="weight of the doubly stochastic attention penalty (default 1/P; 0 lets attention stay on one object)")
             s.add_argument("--no-attention", action="store_true", help="Show and Tell instead of Show-Attend-Tell")
             s.add_argument("--resume", action="store_true")
             s.add_argument("--seed", type=int, default=0)

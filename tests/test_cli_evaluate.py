@@ -51,13 +51,13 @@ def test_human_captions_never_hallucinate_and_name_most_objects():
         assert h["recall"] > 0.9
 
 
-def _checkpoint(tmp_path):
+def _checkpoint(tmp_path, backbone="efficientnet-lite0", dim=1280, grid=7):
     vocab = Vocab.build(["a red circle", "a blue square"])
-    cfg = DecoderConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=8, hidden_dim=16, attention_dim=8)
+    cfg = DecoderConfig(vocab_size=len(vocab), encoder_dim=dim, embed_dim=8, hidden_dim=16, attention_dim=8)
     dec = build_decoder(cfg)
     path = tmp_path / "model.pt"
     atomic_save({"model": dec.state_dict(), "decoder_config": cfg.__dict__, "vocab": vocab.state_dict(),
-                 "meta": {"dataset": "shapes", "backbone": "efficientnet-lite0", "grid": 7}}, path)
+                 "meta": {"dataset": "shapes", "backbone": backbone, "grid": grid}}, path)
     return path
 
 
@@ -69,6 +69,14 @@ def test_caption_command_prints_a_caption_and_reports_bad_images(tmp_path, capsy
     out, err = capsys.readouterr()
     assert code == 1 and "photo.jpg:" in out and "log p" in out
     assert "broken.jpg" in err and "error:" in err
+
+
+def test_caption_command_uses_the_encoder_the_checkpoint_names(tmp_path, capsys):
+    """A model trained on stride-16 features (14x14x112) gets them back from the checkpoint's meta."""
+    ck = _checkpoint(tmp_path, "efficientnet-lite0-s16", 112, 14)
+    Image.new("RGB", (90, 60), (200, 20, 20)).save(tmp_path / "photo.jpg")
+    assert main(["caption", str(tmp_path / "photo.jpg"), "--checkpoint", str(ck), "--device", "cpu"]) == 0
+    assert "photo.jpg:" in capsys.readouterr().out
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
