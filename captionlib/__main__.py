@@ -103,10 +103,8 @@ def cmd_train(a) -> int:
     checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
-    P = tf.features.shape[1]
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
-                     patience=a.patience, max_len=a.max_len, sampling=a.sampling,
-                     alpha_c=1 / P if a.alpha_c is None else a.alpha_c)
+                     patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)

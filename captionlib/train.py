@@ -31,7 +31,7 @@ from .decoder import DecoderConfig, build_decoder, sequence_loss
 from .utils import atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "sampling_prob", "Trainer", "load_model", "caption_all", "score_captions", "evaluate_bleu"]
+__all__ = ["TrainConfig", "sampling_prob", "penalty_weight", "Trainer", "load_model", "caption_all", "score_captions", "evaluate_bleu"]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class TrainConfig:
     lr: float = 4e-4                # Adam, as in Show-Attend-Tell's reference code
     lr_decay: float = 0.9           # multiply the learning rate by this after every epoch
     grad_clip: float = 5.0          # clip each gradient value to [-grad_clip, grad_clip]
-    alpha_c: float = 1 / 49         # λ of λ Σ_p (1 - Σ_t α_tp)^2; 1/P = the reference code's mean over P with λ=1
+    alpha_c: float | None = None    # λ of λ Σ_p (1 - Σ_t α_tp)^2; None: 1/P, the reference code's mean over P with λ=1
     patience: int = 3               # epochs without a better val BLEU-4 before stopping
     sampling: str = "none"          # scheduled sampling: "none", "linear" or "inverse_sigmoid"
     sampling_max: float = 0.25      # the largest chance of feeding the model its own word
@@ -62,6 +62,11 @@ def sampling_prob(config: TrainConfig, epoch: int) -> float:
         k = config.sampling_k
         return config.sampling_max * (1 - k / (k + math.exp(epoch / k)))
     raise ValueError(f"sampling must be none, linear or inverse_sigmoid, got {config.sampling!r}")
+
+
+def penalty_weight(config: TrainConfig, regions: int) -> float:
+    """λ of the doubly stochastic penalty for P = `regions` (1/P unless the config sets it; 0 turns it off)."""
+    return 1 / regions if config.alpha_c is None else config.alpha_c
 
 
 def _refs(captions: list) -> list:
@@ -168,7 +173,7 @@ class Trainer:
     def train_step(self, features, captions, sample_prob: float) -> float:
         self.decoder.train()
         logits, alphas = self.decoder(features, captions, sample_prob=sample_prob)   # (B, T-1, V), (B, T-1, P)
-        loss = sequence_loss(logits, captions, alphas, self.config.alpha_c, self.vocab.pad_idx)
+        loss = sequence_loss(logits, captions, alphas, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from captionlib.decoder import DecoderConfig
-from captionlib.train import TrainConfig, Trainer, load_model, sampling_prob
+from captionlib.train import TrainConfig, Trainer, load_model, penalty_weight, sampling_prob
 from captionlib.utils import atomic_save
 from captionlib.vocab import Vocab
 
@@ -97,3 +97,9 @@ def test_sampling_schedules():
     probs = [sampling_prob(inv, e) for e in range(10)]
     assert probs == sorted(probs) and 0 < probs[0] < 0.3
     assert sampling_prob(TrainConfig(), 7) == 0.0
+
+
+def test_penalty_weight_is_one_over_the_regions_unless_set():
+    """The paper's λ = 1 averaged over regions: 1/49 on 7x7 features, 1/196 on 14x14; 0 switches it off."""
+    assert penalty_weight(TrainConfig(), 49) == 1 / 49 and penalty_weight(TrainConfig(), 196) == 1 / 196
+    assert penalty_weight(TrainConfig(alpha_c=0.0), 196) == 0.0 and penalty_weight(TrainConfig(alpha_c=0.5), 49) == 0.5
