@@ -52,6 +52,8 @@ def corpus_counts(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[T
     and each (hypothesis, n-gram) pair one key, so counting and clipping are sorts and searches over
     arrays instead of millions of small Counters (benchmarks/: the BLEU row).
     """
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
     H = len(hypotheses)
     matches, totals = [0] * (max_n + 1), [0] * (max_n + 1)
     if any(len(refs) == 0 for refs in references):
@@ -124,8 +126,6 @@ def corpus_bleu(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tok
 
     smoothing: None (nltk's method0) or an epsilon added to zero match counts (nltk's method1, 0.1).
     """
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
     matches, totals, hyp_len, ref_len = corpus_counts(references, hypotheses, max_n)
     return _combine(matches, totals, hyp_len, ref_len, max_n, smoothing)
 
@@ -148,8 +148,6 @@ def _combine(matches, totals, hyp_len, ref_len, max_n, smoothing) -> float:
 
 def bleu_scores(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tokens]) -> dict[str, float]:
     """BLEU-1..4 in one pass over the corpus (the n-gram counts are shared)."""
-    if len(references) != len(hypotheses):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference lists")
     matches, totals, hyp_len, ref_len = corpus_counts(references, hypotheses, 4)
     return {f"BLEU-{n}": _combine(matches, totals, hyp_len, ref_len, n, None) for n in range(1, 5)}
 

@@ -83,6 +83,8 @@ def test_parts():
 def test_mismatched_lengths_are_an_error():
     with pytest.raises(ValueError, match="2 hypotheses but 1"):
         corpus_bleu([[["a"]]], [["a"], ["b"]])
+    with pytest.raises(ValueError, match="2 hypotheses but 1"):
+        bleu_scores([[["a"]]], [["a"], ["b"]])
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
