@@ -22,9 +22,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import SoftAttention
+from .fused import attend_lstm_unroll
 from .lstm import LSTMCell
 
-__all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "scheduled_input", "sequence_loss"]
+__all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "scheduled_input", "sequence_loss",
+           "attention_penalty"]
 
 
 @dataclass
@@ -90,6 +92,12 @@ class _Decoder(nn.Module):
                 seen[:, t] = out.detach()                                  # no gradient through the choice
         logits = torch.stack(logits, dim=1)                                # (B, T-1, V)
         return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
+
+    def loss(self, features: torch.Tensor, captions: torch.Tensor, alpha_c: float = 0.0, pad_idx: int = 0,
+             sample_prob: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training loss: `sequence_loss` of `forward`'s predictions. features (B, P, E), captions (B, T)."""
+        logits, alphas = self(features, captions, sample_prob=sample_prob, generator=generator)
+        return sequence_loss(logits, captions, alphas, alpha_c, pad_idx)
 
     def step(self, words: torch.Tensor, state, features: torch.Tensor, memo):
         """words (B,) -> logits (B, V), new (h, c), alpha (B, P) or None."""
@@ -167,57 +175,68 @@ class ShowAttendTellDecoder(_Decoder):
     def prepare(self, features: torch.Tensor) -> torch.Tensor:
         return self.attention.project(features)                           # (B, P, A), once per batch
 
+    def _fast_path_applies(self, sample_prob: float, next_input) -> bool:
+        return sample_prob == 0 and next_input is None and self.config.cell == "torch"
+
     def forward(self, features, captions, sample_prob: float = 0.0, generator=None, next_input=None):
         """Teacher forcing; the fast path below when it applies (same numbers, see tests/test_decoder.py)."""
-        if sample_prob > 0 or next_input is not None or self.config.cell != "torch":
+        if not self._fast_path_applies(sample_prob, next_input):
             return super().forward(features, captions, sample_prob, generator, next_input)
         return self.fast_forward(features, captions)
 
+    def loss(self, features, captions, alpha_c: float = 0.0, pad_idx: int = 0, sample_prob: float = 0.0, generator=None):
+        """`sequence_loss` of `forward`; on the fast path computed on the real steps only, never padded."""
+        if not self._fast_path_applies(sample_prob, None):
+            return super().loss(features, captions, alpha_c, pad_idx, sample_prob, generator)
+        logits, alphas, caption, t = self._packed_unroll(features, captions, pad_idx)
+        loss = F.cross_entropy(logits, captions[caption, t + 1])          # mean over the N real target words
+        if alpha_c > 0:
+            coverage = alphas.new_zeros(captions.shape[0], alphas.shape[1]).index_add(0, caption, alphas)   # (B, P)
+            loss = loss + attention_penalty(coverage, alpha_c)
+        return loss
+
     def fast_forward(self, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher-forced unroll of `step`, reorganised for speed (see benchmarks/):
+        """`forward`'s teacher-forced unroll, reorganised for speed (see `_packed_unroll` and benchmarks/).
+
+        Real (non-<pad>) positions get the same logits and alphas as the step-by-step loop; positions
+        past a caption's end get logits 0 and attention 0, which the masked loss ignores.
+        Returns logits (B, T-1, V) and alphas (B, T-1, P).
+        """
+        B, T = captions.shape
+        logits, alphas, caption, t = self._packed_unroll(features, captions, pad_idx)
+        where = caption * (T - 1) + t                                      # (N,) position in (B, T-1)
+        logits = logits.new_zeros(B * (T - 1), logits.shape[1]).index_copy(0, where, logits)
+        alphas = alphas.new_zeros(B * (T - 1), alphas.shape[1]).index_copy(0, where, alphas)
+        return logits.view(B, T - 1, -1), alphas.view(B, T - 1, -1)
+
+    def _packed_unroll(self, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0):
+        """The teacher-forced unroll on the real decoding steps only, packed as N rows:
 
         * captions sorted by length, and each step computes only the captions still running;
         * everything computed from h at a step (W_h h for attention, f_β(h), W_hh h) is one matmul;
-        * the word half of the LSTM input projection is done for all steps at once;
-        * the output layer runs once on all hidden states, not once per step.
-        Real (non-<pad>) positions get the same logits and alphas as `forward`; positions past a
-        caption's end get fc(0) and zero attention, which the masked loss ignores.
-        Returns logits (B, T-1, V) and alphas (B, T-1, P).
+        * the word half of the LSTM input projection, the output layer, and every weight gradient
+          run once on all N rows;
+        * the recurrence has a hand-written backward (`fused.attend_lstm_unroll`).
+        Returns logits (N, V), alphas (N, P), and for each row its caption (N,) and step t (N,):
+        row n predicts captions[caption[n], t[n] + 1].
         """
         cfg, cell = self.config, self.cell
-        M, E, A, H = cfg.embed_dim, cfg.encoder_dim, cfg.attention_dim, cfg.hidden_dim
-        B, T = captions.shape
+        A, H = cfg.attention_dim, cfg.hidden_dim
+        T = captions.shape[1]
         steps = (captions != pad_idx).sum(dim=1) - 1                       # (B,) decoding steps per caption
         order = steps.argsort(descending=True)
-        running = [int((steps > t).sum()) for t in range(T - 1)]            # captions still going at step t
-        features, captions = features[order], captions[order]
-        words = F.linear(self.embedding(captions[:, :-1]), cell.weight_ih[:, :M],
-                         cell.bias_ih + cell.bias_hh)                     # (B, T-1, 4H) for all steps
-        W_ctx = cell.weight_ih[:, M:]                                      # (4H, E)
+        real = torch.arange(T - 1, device=steps.device) < steps[order].unsqueeze(1)   # (B, T-1) sorted
+        running = [b for b in real.sum(dim=0).tolist() if b > 0]           # b_t: captions still going at step t
+        features = features[order]
+        t, j = real.t().nonzero(as_tuple=True)                             # (N,) step-major: step t's rows are captions 0..b_t-1
+        caption = order[j]
         W_from_h = torch.cat([self.attention.hidden_proj.weight, self.f_beta.weight, cell.weight_hh])  # (A+E+4H, H)
         b_from_h = torch.cat([features.new_zeros(A), self.f_beta.bias, features.new_zeros(4 * H)])
-        projected = self.prepare(features)                                 # (B, P, A)
         h, c = self.init_state(features)
-        hs = features.new_zeros(B, T - 1, H)
-        alphas = features.new_zeros(B, T - 1, features.shape[1])
-        for t in range(T - 1):
-            b = running[t]
-            if b == 0:
-                break
-            h, c = h[:b], c[:b]
-            att_h, gate, recurrent = F.linear(h, W_from_h, b_from_h).split([A, E, 4 * H], dim=1)
-            e = self.attention.score(torch.tanh(projected[:b] + att_h.unsqueeze(1))).squeeze(2)   # (b, P)
-            alpha = torch.softmax(e, dim=1)
-            context = torch.bmm(alpha.unsqueeze(1), features[:b]).squeeze(1)                    # (b, E)
-            gates = words[:b, t] + F.linear(torch.sigmoid(gate) * context, W_ctx) + recurrent    # (b, 4H)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            hs[:b, t] = h
-            alphas[:b, t] = alpha
-        inverse = order.argsort()
-        logits = self.fc(self.dropout(hs))                                 # (B, T-1, V) in one matmul
-        return logits[inverse], alphas[inverse]
+        hs, alphas = attend_lstm_unroll(self.embedding(captions[caption, t]), self.prepare(features), features, h, c,
+                                        W_from_h, b_from_h, self.attention.score.weight.view(-1), cell.weight_ih,
+                                        cell.bias_ih + cell.bias_hh, running)
+        return self.fc(self.dropout(hs)), alphas, caption, t               # (N, V), (N, P), (N,), (N,)
 
     def step_embedded(self, x, state, features, memo):
         """x (B, M) embedded word -> logits (B, V), new (h, c), alpha (B, P)."""
@@ -248,5 +267,10 @@ def sequence_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Te
     if alphas is not None and alpha_c > 0:
         mask = (targets != pad_idx).unsqueeze(2).to(alphas.dtype)          # (B, T-1, 1): no attention on padding
         coverage = (alphas * mask).sum(dim=1)                              # (B, P) total attention per region
-        loss = loss + alpha_c * ((1.0 - coverage) ** 2).sum(dim=1).mean()
+        loss = loss + attention_penalty(coverage, alpha_c)
     return loss
+
+
+def attention_penalty(coverage: torch.Tensor, alpha_c: float) -> torch.Tensor:
+    """λ Σ_p (1 - Σ_t α_tp)^2, averaged over captions (Xu eq. 14). coverage: (B, P), Σ_t α_tp per caption."""
+    return alpha_c * ((1.0 - coverage) ** 2).sum(dim=1).mean()

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .beam import beam_search, greedy
 from .bleu import bleu_scores
 from .data import CaptionPairs, collate
-from .decoder import DecoderConfig, build_decoder, sequence_loss
+from .decoder import DecoderConfig, build_decoder
 from .utils import atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
@@ -172,8 +172,8 @@ class Trainer:
 
     def train_step(self, features, captions, sample_prob: float) -> float:
         self.decoder.train()
-        logits, alphas = self.decoder(features, captions, sample_prob=sample_prob)   # (B, T-1, V), (B, T-1, P)
-        loss = sequence_loss(logits, captions, alphas, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx)
+        loss = self.decoder.loss(features, captions, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx,
+                                 sample_prob=sample_prob)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
