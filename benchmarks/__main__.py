@@ -26,7 +26,7 @@ from captionlib.bleu import corpus_bleu
 from captionlib.decoder import DecoderConfig, _Decoder, build_decoder, sequence_loss
 from captionlib.utils import pick_device
 
-from .classic import classic_loss, per_image_beam
+from .classic import classic_beam, classic_loss, per_image_beam
 
 ROWS: list[dict] = []
 
@@ -41,6 +41,25 @@ def timed(fn, repeats: int, sync=lambda: None) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def clocked(fn, repeats: int, sync=lambda: None):
+    """The median time of `repeats` calls, without a warm-up (for slow baselines), and the first call's result."""
+    times, result = [], None
+    for i in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - start)
+        result = out if i == 0 else result
+    return statistics.median(times), result
+
+
+def matmul_rate(device, n: int = 2048) -> float:
+    """The machine's measured fp32 matmul rate, FLOP/s: the ceiling for work that is mostly matmuls."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return 2 * n ** 3 / timed(lambda: a @ b, 5, sync)
 
 
 def row(name, baseline, ours, check, unit="s"):
@@ -92,6 +111,13 @@ def bench_train_step(device, P, E, V, repeats):
 
 
 def bench_beam(device, n_images, repeats):
+    """Batched beam search vs the classic per-image script, and vs captionlib's own search one image at a time.
+
+    Also how fast each runs the arithmetic the search needs (FLOPs of the batched run, counted once):
+    the batched search is bounded by the machine's matmul rate, which the last column compares with.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
     torch.manual_seed(0)
     dec = build_decoder(DecoderConfig(vocab_size=2600, encoder_dim=1280, embed_dim=256, hidden_dim=512,
                                       attention_dim=256, dropout=0.0)).to(device).eval()
@@ -99,11 +125,22 @@ def bench_beam(device, n_images, repeats):
         dec.fc.weight.mul_(20.0)
         dec.fc.bias[2] += 2.0
     feats = torch.randn(n_images, 49, 1280, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    peak = matmul_rate(device)
     for k in (1, 3, 5):
-        batched = lambda: [c for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
-        single = lambda: per_image_beam(dec, feats, k, 20)  # noqa: E731
-        same = [c.tokens for c in batched()] == [c.tokens for c in single()]
-        row(f"beam search k={k}, {n_images} images", timed(single, repeats), timed(batched, repeats), f"captions identical: {same}")
+        batched = lambda: [c.tokens for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
+        with FlopCounterMode(display=False) as fc:
+            ours = batched()
+        flops = fc.get_total_flops()
+        t_ours = timed(batched, repeats, sync)
+        t_classic, classic = clocked(lambda: classic_beam(dec, feats, k, 20), repeats, sync)   # minutes: no warm-up
+        t_own, own = clocked(lambda: [c.tokens for c in per_image_beam(dec, feats, k, 20)], 1, sync)
+        same = ours == classic == own
+        rate = lambda t: f"{flops / t / 1e9:.0f}"  # noqa: E731
+        row(f"beam search k={k}, {n_images} images", t_classic, t_ours,
+            f"captions identical: {same}; captionlib one image at a time {t_own:.2f} s (x{t_own / t_ours:.2f}); "
+            f"GFLOP/s batched {rate(t_ours)}, one at a time {rate(t_own)}, classic {rate(t_classic)} "
+            f"(matmul peak {peak / 1e9:.0f})")
 
 
 def bench_bleu(repeats):
@@ -139,10 +176,8 @@ def bench_features(device):
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         enc(torch.randn(1, 3, 224, 224, device=device))
     flops = fc.get_total_flops()
-    n = 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    peak = 2 * n ** 3 / timed(lambda: a @ b, 5, sync)
+    peak = matmul_rate(device)
     # 64 images per timing, batch sizes alternated over rounds: single calls were too noisy to rank them.
     sizes = (1, 4, 32)
     batches = {bs: torch.randn(bs, 3, 224, 224, device=device) for bs in sizes}

@@ -1,9 +1,17 @@
 """Baselines for comparison only: the classic Show-Attend-Tell training loop and per-image beam search.
 
-The training loop follows the widely copied tutorial implementation (the course's "seeds"): sort
-the batch by caption length, shrink the batch at each step to the captions still running,
-recompute the encoder's attention projection at every step, and apply the output layer per step.
-It reuses the weights of a captionlib ShowAttendTellDecoder, so both compute the same loss.
+Both follow the widely copied tutorial implementation (the course's "seeds") and reuse the weights
+of a captionlib ShowAttendTellDecoder, so they compute the same loss and the same captions.
+
+* Training: sort the batch by caption length, shrink the batch at each step to the captions still
+  running, recompute the encoder's attention projection at every step, apply the output layer per step.
+* Captioning: one image at a time; its features expanded to the k live beams; the attention module
+  called as a whole at every step, so the projection of the regions is recomputed every step; a
+  finished beam leaves the batch. Its search rule is captionlib's (`captionlib.beam`): a finished
+  hypothesis keeps its score and its place among the k best until k live ones beat it, and the
+  search stops once the best finished hypothesis beats every live one. (The tutorial instead
+  shrinks k for good when a beam finishes; that rule can pick other captions, so equality could
+  not be checked.)
 """
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from captionlib.beam import beam_search
+from captionlib.beam import END, PAD, START, beam_search
 
 
 def classic_loss(dec, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor, alpha_c: float) -> torch.Tensor:
@@ -44,5 +52,59 @@ def classic_loss(dec, features: torch.Tensor, captions: torch.Tensor, lengths: t
 
 
 def per_image_beam(dec, features: torch.Tensor, beam_size: int, max_len: int) -> list:
-    """The classic caption script: one image at a time (here with captionlib's beam step, so captions match)."""
+    """captionlib's own beam search called one image at a time: isolates what batching images gains."""
     return [beam_search(dec, features[i:i + 1], beam_size, max_len)[0] for i in range(features.shape[0])]
+
+
+@torch.no_grad()
+def classic_beam(dec, features: torch.Tensor, beam_size: int, max_len: int) -> list[list[int]]:
+    """The tutorial's caption script over every image, one at a time. features (B, P, E) -> tokens per image."""
+    return [_classic_one(dec, features[i], beam_size, max_len) for i in range(features.shape[0])]
+
+
+def _classic_one(dec, regions: torch.Tensor, k: int, max_len: int) -> list[int]:
+    P, E = regions.shape
+    h, c = dec.init_state(regions.unsqueeze(0))                            # (1, H)
+    live_seqs, live_alphas = [[]], [[]]                                    # the live beams' words and attention maps
+    live_scores = regions.new_zeros(1)
+    words = torch.full((1,), START, dtype=torch.long, device=regions.device)
+    finished: list[tuple[float, list, list]] = []                          # (score, words, alphas), frozen
+    for _ in range(max_len):
+        n = len(live_seqs)
+        encoder_out = regions.unsqueeze(0).expand(n, P, E)                 # (n, P, E)
+        att1 = dec.attention.encoder_proj(encoder_out)                     # recomputed every step
+        att2 = dec.attention.hidden_proj(h)
+        alpha = torch.softmax(dec.attention.score(torch.tanh(att1 + att2.unsqueeze(1))).squeeze(2), dim=1)
+        context = (encoder_out * alpha.unsqueeze(2)).sum(dim=1)            # (n, E)
+        gate = torch.sigmoid(dec.f_beta(h))
+        h, c = dec.cell(torch.cat([dec.embedding(words), gate * context], dim=1), (h, c))
+        logp = torch.log_softmax(dec.fc(h), dim=1)                         # (n, V)
+        logp[:, PAD] = logp[:, START] = float("-inf")
+        V = logp.shape[1]
+        # the k best of: every live beam's continuations, and the finished hypotheses as they are
+        candidates = torch.cat([(live_scores.unsqueeze(1) + logp).view(-1),
+                                regions.new_tensor([s for s, _, _ in finished])])
+        top, idx = candidates.topk(min(k, candidates.numel()))
+        keep_finished, rows, new_words, new_scores = [], [], [], []
+        for score, i in zip(top.tolist(), idx.tolist()):
+            if score == float("-inf"):
+                continue
+            if i >= n * V:
+                keep_finished.append(finished[i - n * V])
+                continue
+            beam, word = divmod(i, V)
+            if word == END:
+                keep_finished.append((score, live_seqs[beam] + [word], live_alphas[beam] + [alpha[beam]]))
+            else:
+                rows.append(beam)
+                new_words.append(word)
+                new_scores.append(score)
+        finished = keep_finished
+        live_seqs = [live_seqs[b] + [w] for b, w in zip(rows, new_words)]
+        live_alphas = [live_alphas[b] + [alpha[b]] for b in rows]
+        if not live_seqs or max([s for s, _, _ in finished], default=float("-inf")) > max(new_scores):
+            break                                                          # live scores can only fall
+        rows_t = torch.tensor(rows, device=regions.device)
+        h, c, words, live_scores = h[rows_t], c[rows_t], rows_t.new_tensor(new_words), regions.new_tensor(new_scores)
+    hyps = finished + list(zip(new_scores, live_seqs, live_alphas))
+    return max(hyps, key=lambda x: x[0])[1]

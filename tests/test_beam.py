@@ -129,3 +129,18 @@ def test_stopping_once_a_finished_caption_beats_every_live_one_changes_nothing(K
         for e, f in zip(early, full):
             assert e.tokens == f.tokens and abs(e.score - f.score) < 1e-6
             assert torch.allclose(e.alphas, f.alphas)
+
+
+@pytest.mark.parametrize("K", [1, 3, 5])
+def test_the_benchmarks_independent_per_image_search_finds_the_same_captions(K):
+    """benchmarks/classic.py re-implements the search the tutorial's way (one image, its own attention and
+    bookkeeping, finished hypotheses kept in a list): the benchmark's 'captions identical' relies on it."""
+    from benchmarks.classic import classic_beam
+
+    torch.manual_seed(4)
+    dec = build_decoder(DecoderConfig(vocab_size=12, encoder_dim=6, embed_dim=4, hidden_dim=5, attention_dim=3,
+                                      dropout=0.0)).eval()
+    with torch.no_grad():
+        dec.fc.weight.mul_(3)
+    feats = torch.randn(30, 4, 6)
+    assert classic_beam(dec, feats, K, 8) == [c.tokens for c in beam_search(dec, feats, K, 8)]

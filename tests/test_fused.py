@@ -73,3 +73,13 @@ def test_loss_with_scheduled_sampling_takes_the_readable_path():
     torch.manual_seed(3)
     logits, alphas = dec(feats, caps, sample_prob=0.5)
     assert torch.equal(a, sequence_loss(logits, caps, alphas, alpha_c=0.7))
+
+
+def test_the_benchmarks_classic_training_loop_computes_the_same_loss():
+    """benchmarks/classic.py's tutorial loop is the baseline the speed-up is measured against."""
+    from benchmarks.classic import classic_loss
+
+    dec = _decoder()
+    feats, caps = _batch()
+    lengths = (caps != 0).sum(dim=1)
+    assert abs(classic_loss(dec, feats, caps, lengths, 0.7).item() - dec.loss(feats, caps, alpha_c=0.7).item()) < 1e-12
