@@ -55,6 +55,15 @@ def clocked(fn, repeats: int, sync=lambda: None):
     return statistics.median(times), result
 
 
+def flop_count(fn) -> int:
+    """Floating-point operations of one call (matmuls and convolutions, as torch's FlopCounterMode counts)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def matmul_rate(device, n: int = 2048) -> float:
     """The machine's measured fp32 matmul rate, FLOP/s: the ceiling for work that is mostly matmuls."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
@@ -103,11 +112,16 @@ def bench_train_step(device, P, E, V, repeats):
 
     a, b, c = fast_loss().item(), reference_loss().item(), classic().item()
     check = f"loss equal: {abs(a - c) < 1e-4 and abs(a - b) < 1e-4} ({a:.5f})"
+    work = {name: flop_count(step(fn)) for name, fn in (("classic", classic), ("readable", reference_loss), ("fast", fast_loss))}
     t_classic = timed(step(classic), repeats, sync)
     t_ref = timed(step(reference_loss), repeats, sync)
     t_fast = timed(step(fast_loss), repeats, sync)
-    row(f"train step B=64 P={P} E={E} V={V}: readable loop", t_classic, t_ref, check)
-    row(f"train step B=64 P={P} E={E} V={V}: fast path", t_classic, t_fast, check)
+
+    def arithmetic(name, t):  # the FLOP ratio is the speed-up at equal GFLOP/s
+        return (f"; GFLOP {work['classic'] / 1e9:.0f} vs {work[name] / 1e9:.0f} (ratio {work['classic'] / work[name]:.2f}), "
+                f"GFLOP/s {work['classic'] / t_classic / 1e9:.0f} vs {work[name] / t / 1e9:.0f}")
+    row(f"train step B=64 P={P} E={E} V={V}: readable loop", t_classic, t_ref, check + arithmetic("readable", t_ref))
+    row(f"train step B=64 P={P} E={E} V={V}: fast path", t_classic, t_fast, check + arithmetic("fast", t_fast))
 
 
 def bench_beam(device, n_images, repeats):
@@ -116,8 +130,6 @@ def bench_beam(device, n_images, repeats):
     Also how fast each runs the arithmetic the search needs (FLOPs of the batched run, counted once):
     the batched search is bounded by the machine's matmul rate, which the last column compares with.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     torch.manual_seed(0)
     dec = build_decoder(DecoderConfig(vocab_size=2600, encoder_dim=1280, embed_dim=256, hidden_dim=512,
                                       attention_dim=256, dropout=0.0)).to(device).eval()
@@ -129,9 +141,8 @@ def bench_beam(device, n_images, repeats):
     peak = matmul_rate(device)
     for k in (1, 3, 5):
         batched = lambda: [c.tokens for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
-        with FlopCounterMode(display=False) as fc:
-            ours = batched()
-        flops = fc.get_total_flops()
+        ours = batched()
+        flops = flop_count(batched)
         t_ours = timed(batched, repeats, sync)
         t_classic, classic = clocked(lambda: classic_beam(dec, feats, k, 20), repeats, sync)   # minutes: no warm-up
         t_own, own = clocked(lambda: [c.tokens for c in per_image_beam(dec, feats, k, 20)], 1, sync)
@@ -166,16 +177,13 @@ def bench_bleu(repeats):
 
 
 def bench_features(device):
-    from torch.utils.flop_counter import FlopCounterMode
-
     from captionlib.encoder import Encoder
 
     enc = Encoder("efficientnet-lite0").to(device).eval()
     if device.type == "cpu":
         enc.trunk.to(memory_format=torch.channels_last)
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        enc(torch.randn(1, 3, 224, 224, device=device))
-    flops = fc.get_total_flops()
+    with torch.no_grad():
+        flops = flop_count(lambda: enc(torch.randn(1, 3, 224, 224, device=device)))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     peak = matmul_rate(device)
     # 64 images per timing, batch sizes alternated over rounds: single calls were too noisy to rank them.

@@ -179,7 +179,8 @@ class ShowAttendTellDecoder(_Decoder):
         return sample_prob == 0 and next_input is None and self.config.cell == "torch"
 
     def forward(self, features, captions, sample_prob: float = 0.0, generator=None, next_input=None):
-        """Teacher forcing; the fast path below when it applies (same numbers, see tests/test_decoder.py)."""
+        """Teacher forcing; the fast path below when it applies (the same numbers: tests/test_decoder.py,
+        tests/test_fused.py)."""
         if not self._fast_path_applies(sample_prob, next_input):
             return super().forward(features, captions, sample_prob, generator, next_input)
         return self.fast_forward(features, captions)

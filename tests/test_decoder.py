@@ -80,7 +80,7 @@ def test_captionlib_cell_gives_the_same_decoder():
                                     dropout=0.0, cell="captionlib")).eval()
     b.load_state_dict(a.state_dict())
     feats, caps = batch()
-    real = caps[:, 1:] != 0  # a takes the fast path, which leaves positions past <end> at fc(0)
+    real = caps[:, 1:] != 0  # a takes the fast path, which leaves positions past <end> at 0
     assert torch.allclose(a(feats, caps)[0][real], b(feats, caps)[0][real], atol=1e-5)
 
 
