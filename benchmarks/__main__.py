@@ -1,6 +1,6 @@
 """Run every benchmark and print ratios against baselines measured in the same run.
 
-    python -m benchmarks            # all (about 10 minutes on a 2-core CPU)
+    python -m benchmarks            # all (about 17 minutes on a 2-core CPU)
     python -m benchmarks --quick    # skip the course runtime and the large training-step setup
     python -m benchmarks --device cuda
 
