@@ -2,7 +2,7 @@
 
 Not a lesson of its own: it computes exactly what lessons 02-04 build (the LSTM of eqs. 1-6 in
 `lstm.py`, the soft attention of Xu et al. eqs. 4-6 in `attention.py`, the gate β of sec. 4.2.1), and
-`decoder.ShowAttendTellDecoder.fast_forward` calls it. tests/test_fused.py checks it against the
+`ShowAttendTellDecoder.loss` and `.fast_forward` (decoder.py) call it. tests/test_fused.py checks it against the
 readable step-by-step loop, and its gradients with `torch.autograd.gradcheck` in float64.
 
 Why a hand-written backward is faster than autograd here (benchmarks/RESULTS.md measures it):
@@ -10,7 +10,11 @@ Why a hand-written backward is faster than autograd here (benchmarks/RESULTS.md 
   all steps' rows stacked), instead of one small matmul per step;
 * the gradient of the projected regions accumulates in place, where autograd would zero-fill a
   (B, P, A) tensor for every step's slice;
-* no graph: a few hundred small autograd nodes per batch are gone.
+* no graph: a few hundred small autograd nodes per batch are gone;
+* nothing of size N x P x A is kept: the backward recomputes each step's attention activations in a
+  reused buffer (fresh memory that large cost more in page faults than the recomputation);
+* tanh through sigmoid (see `_squashed_scores`) and (b, 1, E) @ (b, E, P) products, the layouts
+  torch's CPU kernels run fastest.
 
 The rows are *packed*: the captions are sorted by length (longest first), step t works on the
 first b_t = running[t] of them, and its rows sit at offset Σ_{s<t} b_s of an (N, ...) tensor,
@@ -28,6 +32,7 @@ __all__ = ["attend_lstm_unroll"]
 
 
 def _offsets(running: list[int]) -> list[int]:
+    """Where each step's rows start in the packed (N, ...) tensors."""
     out, n = [], 0
     for b in running:
         out.append(n)
