@@ -64,11 +64,15 @@ def flop_count(fn) -> int:
     return counter.get_total_flops()
 
 
+def synchronizer(device):
+    """What waits for queued GPU work before a clock is read (nothing on CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
 def matmul_rate(device, n: int = 2048) -> float:
     """The machine's measured fp32 matmul rate, FLOP/s: the ceiling for work that is mostly matmuls."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    return 2 * n ** 3 / timed(lambda: a @ b, 5, sync)
+    return 2 * n ** 3 / timed(lambda: a @ b, 5, synchronizer(device))
 
 
 def row(name, baseline, ours, check, unit="s"):
@@ -92,7 +96,7 @@ def bench_train_step(device, P, E, V, repeats):
                                       dropout=0.0)).to(device)
     feats = torch.randn(64, P, E, device=device)
     caps, lengths = captions_batch(64, V, device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
 
     def step(loss_fn):
         def run():
@@ -137,13 +141,12 @@ def bench_beam(device, n_images, repeats):
         dec.fc.weight.mul_(20.0)
         dec.fc.bias[2] += 2.0
     feats = torch.randn(n_images, 49, 1280, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     peak = matmul_rate(device)
     for k in (1, 3, 5):
         batched = lambda: [c.tokens for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
-        ours = batched()
-        flops = flop_count(batched)
-        t_ours = timed(batched, repeats, sync)
+        flops = flop_count(batched)                                        # also the warm-up
+        t_ours, ours = clocked(batched, repeats, sync)
         t_classic, classic = clocked(lambda: classic_beam(dec, feats, k, 20), repeats, sync)   # minutes: no warm-up
         t_own, own = clocked(lambda: [c.tokens for c in per_image_beam(dec, feats, k, 20)], 1, sync)
         same = ours == classic == own
@@ -184,7 +187,7 @@ def bench_features(device):
         enc.trunk.to(memory_format=torch.channels_last)
     with torch.no_grad():
         flops = flop_count(lambda: enc(torch.randn(1, 3, 224, 224, device=device)))
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     peak = matmul_rate(device)
     # 64 images per timing, batch sizes alternated over rounds: single calls were too noisy to rank them.
     sizes = (1, 4, 32)

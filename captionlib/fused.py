@@ -95,8 +95,6 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         running = ctx.running
         B, P, E = features.shape
         N, A, H, M = att.shape[0], att.shape[1], H_prev.shape[1], X.shape[1] - features.shape[2]
-        d_hs = torch.zeros_like(H_prev) if d_hs is None else d_hs
-        d_alphas = torch.zeros_like(alphas) if d_alphas is None else d_alphas
         d_h, d_c = H_prev.new_zeros(B, H), H_prev.new_zeros(B, H)         # rows past a caption's end stay 0
         d_projected = torch.zeros_like(projected)
         work, d_work = torch.empty_like(projected), torch.empty_like(projected)   # reused every step
