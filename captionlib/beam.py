@@ -7,7 +7,8 @@ one batch, and a single top-k over the K*V continuations of each image picks the
 A finished hypothesis (it produced <end>) is frozen: its only continuation is <pad> at no cost,
 so it keeps its score and competes with the unfinished ones until the end. An image stops early
 once its best finished hypothesis beats all live ones (unless all K or length-normalised scores
-are asked for), since live scores can only fall.
+are asked for), since live scores can only fall. The searches decode with `decoder.for_search()` where
+the decoder has one (Show-Attend-Tell: `fused.SearchStep`, the same numbers as `step`, faster).
 
 Shapes: B images, K beam size, V vocab, L max caption length, P regions, E encoder dim.
 """
@@ -31,6 +32,12 @@ class Caption:
     alternatives: list = field(default_factory=list)  # all K hypotheses, best first (return_all)
 
 
+def _searcher(decoder):
+    """The decoder's fast view for decoding without gradients (ShowAttendTellDecoder.for_search), else the
+    decoder itself: anything with init_state, prepare and step (lesson 06's toy decoder too)."""
+    return decoder.for_search() if hasattr(decoder, "for_search") else decoder
+
+
 def _forbid(logp: torch.Tensor) -> torch.Tensor:
     logp[:, PAD] = float("-inf")    # never generated: <pad> and <start> are not words
     logp[:, START] = float("-inf")
@@ -51,7 +58,7 @@ def greedy(decoder, features: torch.Tensor, max_len: int = 20) -> list[Caption]:
 def sample(decoder, features: torch.Tensor, max_len: int = 20, temperature: float = 1.0,
            generator: torch.Generator | None = None) -> list[Caption]:
     """Sample each word from softmax(logits / temperature); temperature 0 is greedy."""
-    B = features.shape[0]
+    B, decoder = features.shape[0], _searcher(decoder)
     state, memo = decoder.init_state(features), decoder.prepare(features)
     words = torch.full((B,), START, dtype=torch.long, device=features.device)
     done = torch.zeros(B, dtype=torch.bool, device=features.device)
@@ -96,11 +103,11 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
     Returns:
         one Caption per image: tokens, score, attention maps (len, P).
     """
-    B, K, device = features.shape[0], beam_size, features.device
+    B, K, device, decoder = features.shape[0], beam_size, features.device, _searcher(decoder)
     feats = features                                                       # (B, P, E): the K beams of an image share
     memo = decoder.prepare(features)                                       # its regions and their projection (B, P, A)
-    state = tuple(_expand(s, K) for s in decoder.init_state(features))
-    words = torch.full((B * K,), START, dtype=torch.long, device=device)
+    state = decoder.init_state(features)                                   # (B, H) each: the K beams start alike,
+    words = torch.full((B,), START, dtype=torch.long, device=device)      # so step 0 runs once per image
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0                                                     # one live beam to start: no duplicates
     finished = torch.zeros(B * K, dtype=torch.bool, device=device)
@@ -113,12 +120,14 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
         n = alive.numel()
         rows = torch.arange(n, device=device).unsqueeze(1) * K             # (n, 1) first beam row of each image
         logits, state, alpha = decoder.step(words, state, feats, memo)
+        if t == 0:                                                         # (B, ...) -> (B*K, ...)
+            logits, state = _expand(logits, K), tuple(_expand(s, K) for s in state)
+            alpha = _expand(alpha, K) if alpha is not None else None
         logp = _forbid(F.log_softmax(logits.float(), dim=-1))              # (n*K, V)
         V = logp.shape[1]
-        frozen = torch.full_like(logp[0], float("-inf"))
-        frozen[PAD] = 0.0                                                  # a finished beam may only add <pad>, free
-        logp = torch.where(finished.unsqueeze(1), frozen, logp)
-        total = scores.reshape(-1, 1) + logp                               # (n*K, V)
+        logp.masked_fill_(finished.unsqueeze(1), float("-inf"))           # a finished beam may only add <pad>, free
+        logp[finished, PAD] = 0.0
+        total = logp.add_(scores.reshape(-1, 1))                           # (n*K, V), in place: it is large
         top, idx = total.reshape(n, K * V).topk(K, dim=1)                  # (n, K) over all K*V continuations
         beam, words = idx // V, idx % V                                    # which parent beam, which word
         parent = (rows + beam).reshape(-1)                                 # (n*K,) rows of the parents

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import SoftAttention
-from .fused import attend_lstm_unroll
+from .fused import SearchStep, attend_lstm_unroll
 from .lstm import LSTMCell
 
 __all__ = ["DecoderConfig", "ShowTellDecoder", "ShowAttendTellDecoder", "build_decoder", "scheduled_input", "sequence_loss",
@@ -175,6 +175,11 @@ class ShowAttendTellDecoder(_Decoder):
     def prepare(self, features: torch.Tensor) -> torch.Tensor:
         return self.attention.project(features)                           # (B, P, A), once per batch
 
+    def for_search(self):
+        """What the searches in beam.py decode with: a `fused.SearchStep`, the same numbers as `step`, faster.
+        Made per search (it reads the weights once); the lesson's own LSTM cell keeps the readable `step`."""
+        return SearchStep(self) if self.config.cell == "torch" else self
+
     def _fast_path_applies(self, sample_prob: float, next_input) -> bool:
         return sample_prob == 0 and next_input is None and self.config.cell == "torch"
 
@@ -221,9 +226,7 @@ class ShowAttendTellDecoder(_Decoder):
         Returns logits (N, V), alphas (N, P), and for each row its caption (N,) and step t (N,):
         row n predicts captions[caption[n], t[n] + 1].
         """
-        cfg, cell = self.config, self.cell
-        A, H = cfg.attention_dim, cfg.hidden_dim
-        T = captions.shape[1]
+        cell, T = self.cell, captions.shape[1]
         steps = (captions != pad_idx).sum(dim=1) - 1                       # (B,) decoding steps per caption
         order = steps.argsort(descending=True)
         real = torch.arange(T - 1, device=steps.device) < steps[order].unsqueeze(1)   # (B, T-1) sorted
@@ -231,11 +234,10 @@ class ShowAttendTellDecoder(_Decoder):
         features = features[order]
         t, j = real.t().nonzero(as_tuple=True)                             # (N,) step-major: step t's rows are captions 0..b_t-1
         caption = order[j]
-        W_from_h = torch.cat([self.attention.hidden_proj.weight, self.f_beta.weight, cell.weight_hh])  # (A+E+4H, H)
-        b_from_h = torch.cat([features.new_zeros(A), self.f_beta.bias, features.new_zeros(4 * H)])
         h, c = self.init_state(features)
         hs, alphas = attend_lstm_unroll(self.embedding(captions[caption, t]), self.prepare(features), features, h, c,
-                                        W_from_h, b_from_h, self.attention.score.weight.view(-1), cell.weight_ih,
+                                        self.attention.hidden_proj.weight, self.f_beta.weight, self.f_beta.bias,
+                                        cell.weight_hh, self.attention.score.weight.view(-1), cell.weight_ih,
                                         cell.bias_ih + cell.bias_hh, running)
         return self.fc(self.dropout(hs)), alphas, caption, t               # (N, V), (N, P), (N,), (N,)
 

@@ -1,8 +1,10 @@
-"""The fast training path: the hand-written backward of fused.attend_lstm_unroll against autograd."""
+"""The fast paths against the readable code the lessons build: training's hand-written backward
+(fused.attend_lstm_unroll) against autograd, and search's fused.SearchStep against decoder.step."""
 import torch
 
+from captionlib.beam import beam_search, greedy
 from captionlib.decoder import DecoderConfig, _Decoder, build_decoder, sequence_loss
-from captionlib.fused import attend_lstm_unroll
+from captionlib.fused import SearchStep, attend_lstm_unroll
 
 N_RUNNING = [3, 3, 2, 1]           # four steps over three captions of 4, 3 and 2 steps: N = 9
 B, P, E, M, H, A = 3, 5, 6, 4, 3, 2
@@ -10,7 +12,7 @@ B, P, E, M, H, A = 3, 5, 6, 4, 3, 2
 
 def inputs(dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
-    shapes = [(sum(N_RUNNING), M), (B, P, A), (B, P, E), (B, H), (B, H), (A + E + 4 * H, H), (A + E + 4 * H,), (A,),
+    shapes = [(sum(N_RUNNING), M), (B, P, A), (B, P, E), (B, H), (B, H), (A, H), (E, H), (E,), (4 * H, H), (A,),
               (4 * H, M + E), (4 * H,)]
     return [torch.randn(*s, generator=g, dtype=dtype).requires_grad_() for s in shapes]
 
@@ -83,3 +85,51 @@ def test_the_benchmarks_classic_training_loop_computes_the_same_loss():
     feats, caps = _batch()
     lengths = (caps != 0).sum(dim=1)
     assert abs(classic_loss(dec, feats, caps, lengths, 0.7).item() - dec.loss(feats, caps, alpha_c=0.7).item()) < 1e-12
+
+
+def test_search_step_equals_the_readable_step_with_several_beams_per_image():
+    """SearchStep (one matmul on h, tanh through sigmoid, shared buffer) = decoder.step, in float64,
+    with G = 4 rows per image as in beam search, and twice in a row (the reused buffer)."""
+    dec = _decoder().eval()
+    feats = torch.randn(3, P, E, dtype=torch.float64)
+    fast = dec.for_search()
+    assert isinstance(fast, SearchStep)
+    G = 4
+    h, c = (torch.randn(3 * G, 7, dtype=torch.float64) for _ in range(2))
+    words = torch.randint(0, 11, (3 * G,))
+    state_ref = state_fast = (h, c)
+    memo_ref, memo_fast = dec.prepare(feats), fast.prepare(feats)
+    for _ in range(2):
+        ref = dec.step(words, state_ref, feats, memo_ref)
+        out = fast.step(words, state_fast, feats, memo_fast)
+        for a, b in zip((ref[0], *ref[1], ref[2]), (out[0], *out[1], out[2])):
+            assert torch.allclose(a, b, atol=1e-12, rtol=0)
+        state_ref, state_fast = ref[1], out[1]
+
+
+class _Readable(torch.nn.Module):
+    """A decoder seen through its readable interface only (no for_search): what the searches did before."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+        self.init_state, self.prepare, self.step = decoder.init_state, decoder.prepare, decoder.step
+
+
+def test_searches_give_the_same_captions_as_with_the_readable_step():
+    torch.manual_seed(5)
+    dec = build_decoder(DecoderConfig(vocab_size=40, encoder_dim=16, embed_dim=8, hidden_dim=12, attention_dim=10,
+                                      dropout=0.0)).eval()
+    with torch.no_grad():
+        dec.fc.weight.mul_(5.0)
+    feats = torch.randn(24, 9, 16)
+    for search in (lambda d: greedy(d, feats, 12), lambda d: beam_search(d, feats, 4, 12)):
+        fast, ref = search(dec), search(_Readable(dec))
+        assert [c.tokens for c in fast] == [c.tokens for c in ref]
+        assert all(abs(a.score - b.score) < 1e-4 and torch.allclose(a.alphas, b.alphas, atol=1e-5) for a, b in zip(fast, ref))
+
+
+def test_the_lessons_own_lstm_cell_keeps_the_readable_step():
+    dec = build_decoder(DecoderConfig(vocab_size=11, encoder_dim=E, embed_dim=M, hidden_dim=7, attention_dim=4,
+                                      cell="captionlib"))
+    assert dec.for_search() is dec
