@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import platform
 import random
 import statistics
@@ -55,11 +56,23 @@ def clocked(fn, repeats: int, sync=lambda: None):
     return statistics.median(times), result
 
 
+def _product_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
+    """addmm_, baddbmm_ and addmv(_): a (.., m, k) times b (.., k, n) or (k,) is 2mkn (x the batch) FLOPs."""
+    return 2 * math.prod(a_shape) * (b_shape[-1] if len(b_shape) > 1 else 1)
+
+
 def flop_count(fn) -> int:
-    """Floating-point operations of one call (matmuls and convolutions, as torch's FlopCounterMode counts)."""
+    """Floating-point operations of one call: matmuls (matrix-vector too) and convolutions.
+
+    torch's FlopCounterMode counts mm, addmm, bmm and baddbmm but not their in-place forms (addmm_, which
+    the fused paths use to accumulate into the gates) nor matrix-vector products: those are added here.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    aten = torch.ops.aten
+    extra = {aten.addmm_: _product_flops, aten.baddbmm_: _product_flops, aten.addmv: _product_flops,
+             aten.addmv_: _product_flops, aten.mv: lambda a_shape, b_shape, *args, **kwargs: 2 * math.prod(a_shape)}
+    with FlopCounterMode(display=False, custom_mapping=extra) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -1,5 +1,7 @@
 """The fast paths against the readable code the lessons build: training's hand-written backward
 (fused.attend_lstm_unroll) against autograd, and search's fused.SearchStep against decoder.step."""
+from types import SimpleNamespace
+
 import torch
 
 from captionlib.beam import beam_search, greedy
@@ -107,13 +109,9 @@ def test_search_step_equals_the_readable_step_with_several_beams_per_image():
         state_ref, state_fast = ref[1], out[1]
 
 
-class _Readable(torch.nn.Module):
-    """A decoder seen through its readable interface only (no for_search): what the searches did before."""
-
-    def __init__(self, decoder):
-        super().__init__()
-        self.decoder = decoder
-        self.init_state, self.prepare, self.step = decoder.init_state, decoder.prepare, decoder.step
+def _readable(decoder):
+    """The decoder seen through its readable interface only (no for_search): the lessons' decoder.step."""
+    return SimpleNamespace(init_state=decoder.init_state, prepare=decoder.prepare, step=decoder.step)
 
 
 def test_searches_give_the_same_captions_as_with_the_readable_step():
@@ -124,7 +122,7 @@ def test_searches_give_the_same_captions_as_with_the_readable_step():
         dec.fc.weight.mul_(5.0)
     feats = torch.randn(24, 9, 16)
     for search in (lambda d: greedy(d, feats, 12), lambda d: beam_search(d, feats, 4, 12)):
-        fast, ref = search(dec), search(_Readable(dec))
+        fast, ref = search(dec), search(_readable(dec))
         assert [c.tokens for c in fast] == [c.tokens for c in ref]
         assert all(abs(a.score - b.score) < 1e-4 and torch.allclose(a.alphas, b.alphas, atol=1e-5) for a, b in zip(fast, ref))
 
@@ -133,3 +131,13 @@ def test_the_lessons_own_lstm_cell_keeps_the_readable_step():
     dec = build_decoder(DecoderConfig(vocab_size=11, encoder_dim=E, embed_dim=M, hidden_dim=7, attention_dim=4,
                                       cell="captionlib"))
     assert dec.for_search() is dec
+
+
+def test_the_benchmarks_flop_count_sees_in_place_and_matrix_vector_products():
+    """torch's FlopCounterMode alone misses addmm_ (the fused paths' gates) and matrix-vector products."""
+    from benchmarks.__main__ import flop_count
+
+    a, b, v = torch.randn(6, 5), torch.randn(5, 4), torch.randn(5)
+    assert flop_count(lambda: torch.zeros(6, 4).addmm_(a, b)) == flop_count(lambda: a @ b) == 2 * 6 * 5 * 4
+    assert flop_count(lambda: torch.zeros(2, 6, 4).baddbmm_(a.expand(2, 6, 5), b.expand(2, 5, 4))) == 2 * 2 * 6 * 5 * 4
+    assert flop_count(lambda: a @ v) == flop_count(lambda: torch.zeros(6).addmv_(a, v)) == 2 * 6 * 5
