@@ -1,6 +1,6 @@
 """Run every benchmark and print ratios against baselines measured in the same run.
 
-    python -m benchmarks            # all (about 17 minutes on a 2-core CPU)
+    python -m benchmarks            # all (about 12 minutes on a 2-core CPU)
     python -m benchmarks --quick    # skip the course runtime and the large training-step setup
     python -m benchmarks --device cuda
 
@@ -32,18 +32,6 @@ from .classic import classic_beam, classic_loss, per_image_beam
 ROWS: list[dict] = []
 
 
-def timed(fn, repeats: int, sync=lambda: None) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def clocked(fn, repeats: int, sync=lambda: None):
     """The median time of `repeats` calls, without a warm-up (for slow baselines), and the first call's result."""
     times, result = [], None
@@ -54,6 +42,13 @@ def clocked(fn, repeats: int, sync=lambda: None):
         times.append(time.perf_counter() - start)
         result = out if i == 0 else result
     return statistics.median(times), result
+
+
+def timed(fn, repeats: int, sync=lambda: None) -> float:
+    """The median time of `repeats` calls after one warm-up call."""
+    fn()
+    sync()
+    return clocked(fn, repeats, sync)[0]
 
 
 def _product_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:

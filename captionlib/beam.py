@@ -120,10 +120,10 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
         n = alive.numel()
         rows = torch.arange(n, device=device).unsqueeze(1) * K             # (n, 1) first beam row of each image
         logits, state, alpha = decoder.step(words, state, feats, memo)
-        if t == 0:                                                         # (B, ...) -> (B*K, ...)
-            logits, state = _expand(logits, K), tuple(_expand(s, K) for s in state)
-            alpha = _expand(alpha, K) if alpha is not None else None
         logp = _forbid(F.log_softmax(logits.float(), dim=-1))              # (n*K, V)
+        if t == 0:                                                         # (B, ...) -> (B*K, ...)
+            logp, state = _expand(logp, K), tuple(_expand(s, K) for s in state)
+            alpha = _expand(alpha, K) if alpha is not None else None
         V = logp.shape[1]
         logp.masked_fill_(finished.unsqueeze(1), float("-inf"))           # a finished beam may only add <pad>, free
         logp[finished, PAD] = 0.0

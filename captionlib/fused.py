@@ -107,7 +107,7 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         d_w = w_score.new_zeros(A)                                         # Σ de s; doubled at the end
         w_score2 = 2 * w_score
         d_gates = gates.new_empty(N, 4 * H)                                # the LSTM pre-activations' gradient
-        d_from_h = gates.new_empty(N, A + E + 4 * H)                       # of [W_h h, f_β(h), W_hh h]
+        d_from_h = gates.new_empty(N, A + E + 4 * H)                       # of [2 W_h h, f_β(h), W_hh h]
         offsets = _offsets(running)
         for t in reversed(range(len(running))):
             r = slice(offsets[t], offsets[t] + running[t])

@@ -1,4 +1,5 @@
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -131,16 +132,33 @@ def test_stopping_once_a_finished_caption_beats_every_live_one_changes_nothing(K
             assert torch.allclose(e.alphas, f.alphas)
 
 
+def peaked(seed, vocab, regions, sizes, sharpen, images):
+    """An attention decoder of sizes (E, M, H, A) with its output layer scaled by `sharpen`, and random regions."""
+    torch.manual_seed(seed)
+    E, M, H, A = sizes
+    dec = build_decoder(DecoderConfig(vocab_size=vocab, encoder_dim=E, embed_dim=M, hidden_dim=H, attention_dim=A,
+                                      dropout=0.0)).eval()
+    with torch.no_grad():
+        dec.fc.weight.mul_(sharpen)
+    return dec, torch.randn(images, regions, E)
+
+
 @pytest.mark.parametrize("K", [1, 3, 5])
 def test_the_benchmarks_independent_per_image_search_finds_the_same_captions(K):
     """benchmarks/classic.py re-implements the search the tutorial's way (one image, its own attention and
     bookkeeping, finished hypotheses kept in a list): the benchmark's 'captions identical' relies on it."""
     from benchmarks.classic import classic_beam
 
-    torch.manual_seed(4)
-    dec = build_decoder(DecoderConfig(vocab_size=12, encoder_dim=6, embed_dim=4, hidden_dim=5, attention_dim=3,
-                                      dropout=0.0)).eval()
-    with torch.no_grad():
-        dec.fc.weight.mul_(3)
-    feats = torch.randn(30, 4, 6)
+    dec, feats = peaked(4, vocab=12, regions=4, sizes=(6, 4, 5, 3), sharpen=3, images=30)
     assert classic_beam(dec, feats, K, 8) == [c.tokens for c in beam_search(dec, feats, K, 8)]
+
+
+def test_searches_give_the_same_captions_with_the_fast_step_as_with_the_readable_one():
+    """greedy and beam search decode with decoder.for_search() (fused.SearchStep); seen through its
+    readable interface only, the decoder gives the lessons' decoder.step: same captions, scores, attention."""
+    dec, feats = peaked(5, vocab=40, regions=9, sizes=(16, 8, 12, 10), sharpen=5, images=24)
+    readable = SimpleNamespace(init_state=dec.init_state, prepare=dec.prepare, step=dec.step)
+    for search in (lambda d: greedy(d, feats, 12), lambda d: beam_search(d, feats, 4, 12)):
+        fast, ref = search(dec), search(readable)
+        assert [c.tokens for c in fast] == [c.tokens for c in ref]
+        assert all(abs(a.score - b.score) < 1e-4 and torch.allclose(a.alphas, b.alphas, atol=1e-5) for a, b in zip(fast, ref))

@@ -1,10 +1,7 @@
 """The fast paths against the readable code the lessons build: training's hand-written backward
 (fused.attend_lstm_unroll) against autograd, and search's fused.SearchStep against decoder.step."""
-from types import SimpleNamespace
-
 import torch
 
-from captionlib.beam import beam_search, greedy
 from captionlib.decoder import DecoderConfig, _Decoder, build_decoder, sequence_loss
 from captionlib.fused import SearchStep, attend_lstm_unroll
 
@@ -107,24 +104,6 @@ def test_search_step_equals_the_readable_step_with_several_beams_per_image():
         for a, b in zip((ref[0], *ref[1], ref[2]), (out[0], *out[1], out[2])):
             assert torch.allclose(a, b, atol=1e-12, rtol=0)
         state_ref, state_fast = ref[1], out[1]
-
-
-def _readable(decoder):
-    """The decoder seen through its readable interface only (no for_search): the lessons' decoder.step."""
-    return SimpleNamespace(init_state=decoder.init_state, prepare=decoder.prepare, step=decoder.step)
-
-
-def test_searches_give_the_same_captions_as_with_the_readable_step():
-    torch.manual_seed(5)
-    dec = build_decoder(DecoderConfig(vocab_size=40, encoder_dim=16, embed_dim=8, hidden_dim=12, attention_dim=10,
-                                      dropout=0.0)).eval()
-    with torch.no_grad():
-        dec.fc.weight.mul_(5.0)
-    feats = torch.randn(24, 9, 16)
-    for search in (lambda d: greedy(d, feats, 12), lambda d: beam_search(d, feats, 4, 12)):
-        fast, ref = search(dec), search(_readable(dec))
-        assert [c.tokens for c in fast] == [c.tokens for c in ref]
-        assert all(abs(a.score - b.score) < 1e-4 and torch.allclose(a.alphas, b.alphas, atol=1e-5) for a, b in zip(fast, ref))
 
 
 def test_the_lessons_own_lstm_cell_keeps_the_readable_step():
