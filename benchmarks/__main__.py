@@ -32,23 +32,34 @@ from .classic import classic_beam, classic_loss, per_image_beam
 ROWS: list[dict] = []
 
 
-def clocked(fn, repeats: int, sync=lambda: None):
-    """The median time of `repeats` calls, without a warm-up (for slow baselines), and the first call's result."""
-    times, result = [], None
-    for i in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - start)
-        result = out if i == 0 else result
-    return statistics.median(times), result
+def clocked(fns: dict, repeats, sync=lambda: None, warm_up: bool = True) -> dict:
+    """{name: (median time, first timed call's result)} for every function in `fns`.
+
+    The calls are interleaved, a round at a time (each function once per round, in turn), so that a
+    machine that slows down or speeds up mid-run (shared hosts do) moves every timing alike and their
+    ratios hold. `repeats`: calls per function, or {name: calls} for slow ones. With `warm_up`, each
+    function is called once, untimed, first.
+    """
+    counts = repeats if isinstance(repeats, dict) else dict.fromkeys(fns, repeats)
+    if warm_up:
+        for fn in fns.values():
+            fn()
+            sync()
+    times, results = {name: [] for name in fns}, {}
+    for i in range(max(counts.values())):
+        for name, fn in fns.items():
+            if i < counts[name]:
+                start = time.perf_counter()
+                out = fn()
+                sync()
+                times[name].append(time.perf_counter() - start)
+                results.setdefault(name, out)
+    return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 
 def timed(fn, repeats: int, sync=lambda: None) -> float:
     """The median time of `repeats` calls after one warm-up call."""
-    fn()
-    sync()
-    return clocked(fn, repeats, sync)[0]
+    return clocked({"fn": fn}, repeats, sync)["fn"][0]
 
 
 def _product_flops(self_shape, a_shape, b_shape, *args, **kwargs) -> int:
@@ -125,9 +136,8 @@ def bench_train_step(device, P, E, V, repeats):
     a, b, c = fast_loss().item(), reference_loss().item(), classic().item()
     check = f"loss equal: {abs(a - c) < 1e-4 and abs(a - b) < 1e-4} ({a:.5f})"
     work = {name: flop_count(step(fn)) for name, fn in (("classic", classic), ("readable", reference_loss), ("fast", fast_loss))}
-    t_classic = timed(step(classic), repeats, sync)
-    t_ref = timed(step(reference_loss), repeats, sync)
-    t_fast = timed(step(fast_loss), repeats, sync)
+    times = clocked({"classic": step(classic), "readable": step(reference_loss), "fast": step(fast_loss)}, repeats, sync)
+    t_classic, t_ref, t_fast = (times[name][0] for name in ("classic", "readable", "fast"))
 
     def arithmetic(name, t):  # the FLOP ratio is the speed-up at equal GFLOP/s
         return (f"; GFLOP {work['classic'] / 1e9:.0f} vs {work[name] / 1e9:.0f} (ratio {work['classic'] / work[name]:.2f}), "
@@ -154,9 +164,10 @@ def bench_beam(device, n_images, repeats):
     for k in (1, 3, 5):
         batched = lambda: [c.tokens for s in range(0, n_images, 100) for c in beam_search(dec, feats[s:s + 100], k, 20)]  # noqa: E731
         flops = flop_count(batched)                                        # also the warm-up
-        t_ours, ours = clocked(batched, repeats, sync)
-        t_classic, classic = clocked(lambda: classic_beam(dec, feats, k, 20), repeats, sync)   # minutes: no warm-up
-        t_own, own = clocked(lambda: [c.tokens for c in per_image_beam(dec, feats, k, 20)], 1, sync)
+        times = clocked({"ours": batched, "classic": lambda: classic_beam(dec, feats, k, 20),   # minutes: no warm-up
+                         "own": lambda: [c.tokens for c in per_image_beam(dec, feats, k, 20)]},
+                        {"ours": repeats, "classic": repeats, "own": 1}, sync, warm_up=False)
+        (t_ours, ours), (t_classic, classic), (t_own, own) = (times[name] for name in ("ours", "classic", "own"))
         same = ours == classic == own
         rate = lambda t: f"{flops / t / 1e9:.0f}"  # noqa: E731
         row(f"beam search k={k}, {n_images} images", t_classic, t_ours,
@@ -183,8 +194,9 @@ def bench_bleu(repeats):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a, b = nltk_bleu(refs, hyps), corpus_bleu(refs, hyps)
-        row("BLEU-4, 5000 hypotheses x 5 references", timed(lambda: nltk_bleu(refs, hyps), repeats),
-            timed(lambda: corpus_bleu(refs, hyps), repeats), f"scores equal: {abs(a - b) < 1e-12} ({b:.6f})")
+        times = clocked({"nltk": lambda: nltk_bleu(refs, hyps), "ours": lambda: corpus_bleu(refs, hyps)}, repeats)
+        row("BLEU-4, 5000 hypotheses x 5 references", times["nltk"][0], times["ours"][0],
+            f"scores equal: {abs(a - b) < 1e-12} ({b:.6f})")
 
 
 def bench_features(device):
