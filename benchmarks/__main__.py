@@ -1,11 +1,12 @@
 """Run every benchmark and print ratios against baselines measured in the same run.
 
-    python -m benchmarks            # all (about 12 minutes on a 2-core CPU)
+    python -m benchmarks            # all (12-13 minutes on a 2-core CPU)
     python -m benchmarks --quick    # skip the course runtime and the large training-step setup
     python -m benchmarks --device cuda
 
-Each row: the baseline's and captionlib's median time over repeats, their ratio, and the equality
-check that makes the comparison fair. Results go to benchmarks/RESULTS.md with the machine.
+Each row: the baseline's and captionlib's median time over repeats (their calls interleaved, see
+`clocked`), their ratio, and the equality check that makes the comparison fair. Results go to
+benchmarks/RESULTS.md with the machine.
 """
 from __future__ import annotations
 
@@ -296,7 +297,8 @@ def main() -> None:
     feature_lines = bench_features(device)
     course = [] if a.quick else bench_course()
     text = ["# Benchmark results", "", f"Machine: {machine(device)}", "",
-            "Medians over repeats; baseline and captionlib measured in the same run on the same inputs.", "",
+            "Medians over repeats; baseline and captionlib measured in the same run on the same inputs, their calls "
+            "interleaved (one of each per round), so that a host that changes speed mid-run slows both alike.", "",
             "| benchmark | baseline | captionlib | speed-up | equality check |", "|---|---|---|---|---|"]
     text += [f"| {r['name']} | {r['baseline']:.4f} s | {r['ours']:.4f} s | **{r['ratio']:.2f}x** | {r['check']} |" for r in ROWS]
     text += ["", "Feature extraction (EfficientNet-Lite0, 224x224):", ""] + [f"- {x}" for x in feature_lines]
