@@ -136,9 +136,10 @@ def bench_train_step(device, P, E, V, repeats):
 
     a, b, c = fast_loss().item(), reference_loss().item(), classic().item()
     check = f"loss equal: {abs(a - c) < 1e-4 and abs(a - b) < 1e-4} ({a:.5f})"
-    work = {name: flop_count(step(fn)) for name, fn in (("classic", classic), ("readable", reference_loss), ("fast", fast_loss))}
-    times = clocked({"classic": step(classic), "readable": step(reference_loss), "fast": step(fast_loss)}, repeats, sync)
-    t_classic, t_ref, t_fast = (times[name][0] for name in ("classic", "readable", "fast"))
+    paths = {"classic": step(classic), "readable": step(reference_loss), "fast": step(fast_loss)}
+    work = {name: flop_count(run) for name, run in paths.items()}
+    times = clocked(paths, repeats, sync)
+    t_classic, t_ref, t_fast = (times[name][0] for name in paths)
 
     def arithmetic(name, t):  # the FLOP ratio is the speed-up at equal GFLOP/s
         return (f"; GFLOP {work['classic'] / 1e9:.0f} vs {work[name] / 1e9:.0f} (ratio {work['classic'] / work[name]:.2f}), "
