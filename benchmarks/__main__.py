@@ -78,7 +78,7 @@ def flop_count(fn) -> int:
 
     aten = torch.ops.aten
     extra = {aten.addmm_: _product_flops, aten.baddbmm_: _product_flops, aten.addmv: _product_flops,
-             aten.addmv_: _product_flops, aten.mv: lambda a_shape, b_shape, *args, **kwargs: 2 * math.prod(a_shape)}
+             aten.addmv_: _product_flops, aten.mv: lambda a_shape, b_shape, *args, **kwargs: _product_flops(None, a_shape, b_shape)}
     with FlopCounterMode(display=False, custom_mapping=extra) as counter:
         fn()
     return counter.get_total_flops()
@@ -211,26 +211,21 @@ def bench_features(device):
         flops = flop_count(lambda: enc(torch.randn(1, 3, 224, 224, device=device)))
     sync = synchronizer(device)
     peak = matmul_rate(device)
-    # 64 images per timing, batch sizes alternated over rounds: single calls were too noisy to rank them.
+    # 64 images per timing, batch sizes interleaved over rounds: single calls were too noisy to rank them.
     sizes = (1, 4, 32)
     batches = {bs: torch.randn(bs, 3, 224, 224, device=device) for bs in sizes}
     if device.type == "cpu":
         batches = {bs: x.contiguous(memory_format=torch.channels_last) for bs, x in batches.items()}
-    rates = {bs: [] for bs in sizes}
+
+    def encode_64(x):
+        for _ in range(64 // x.shape[0]):
+            enc(x)                                                         # each output freed before the next call
+
     with torch.inference_mode():
-        for x in batches.values():
-            enc(x)
-        for _ in range(5):
-            for bs, x in batches.items():
-                sync()
-                start = time.perf_counter()
-                for _ in range(64 // bs):
-                    enc(x)
-                sync()
-                rates[bs].append(64 / (time.perf_counter() - start))
+        times = clocked({bs: (lambda x=x: encode_64(x)) for bs, x in batches.items()}, 5, sync)
     lines = []
     for bs in sizes:
-        ips = statistics.median(rates[bs])
+        ips = 64 / times[bs][0]
         achieved = flops * ips
         lines.append(f"batch {bs:>2}: {ips:7.1f} images/s, {achieved / 1e9:6.1f} GFLOP/s = {achieved / peak:5.1%} of the "
                      f"measured fp32 matmul rate ({peak / 1e9:.0f} GFLOP/s); {flops / 1e9:.2f} GFLOP per image")

@@ -206,7 +206,7 @@ class SearchStep:
     @torch.no_grad()
     def prepare(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, P, E) -> 2 (W_f f_p + b): (B, P, A)."""
-        return 2 * self.decoder.prepare(features)
+        return self.decoder.prepare(features).mul_(2)                     # fresh: doubled in place
 
     @torch.no_grad()                                                       # searching only: no gradients flow
     def step(self, words: torch.Tensor, state, features: torch.Tensor, memo: torch.Tensor):
