@@ -17,7 +17,11 @@ Why a hand-written backward is faster than autograd here (benchmarks/RESULTS.md 
 * nothing of size N x P x A is kept: the backward recomputes each step's attention activations in a
   reused buffer (fresh memory that large cost more in page faults than the recomputation);
 * tanh through sigmoid (see `_squashed_scores`) and (b, 1, E) @ (b, E, P) products, the layouts
-  torch's CPU kernels run fastest.
+  torch's CPU kernels run fastest;
+* few, large operations per step: each step's products from h accumulate in place into rows of one
+  (N, A + E + 4H) buffer that starts as the biases plus the words' part of the gates, the LSTM's local
+  derivatives are computed for all steps before the backward loop, and the constant factor 2w of the
+  attention's gradient is applied once at the end, not at every step (fewer passes over (b, P, A)).
 
 The rows are *packed*: the captions are sorted by length (longest first), step t works on the
 first b_t = running[t] of them, and its rows sit at offset Σ_{s<t} b_s of an (N, ...) tensor,
@@ -63,31 +67,31 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         new = embedded.new_empty
         X = new(N, M + E)                                                  # the LSTM inputs x_t = [embedding, β ⊙ z]
         X[:, :M] = embedded
-        words = torch.addmm(b_ih, embedded, W_ih[:, :M].t())               # (N, 4H) the words' part, all steps at once
+        # every step's [2 W_h h, f_β(h), LSTM pre-activations] accumulates in its rows of from_h (N, A + E + 4H),
+        # which start as the biases plus the words' part of the gates, computed for all steps at once
+        from_h = torch.cat([b_from_h[:A + E].expand(N, A + E),
+                            torch.addmm(b_ih + b_from_h[A + E:], embedded, W_ih[:, :M].t())], dim=1)
+        att, gates = from_h[:, :A], from_h[:, A + E:]
         work, w_score2 = new(projected2.shape), 2 * w_score               # one step's σ(2y), reused
-        att, alphas = new(N, A), new(N, P)                                 # 2 W_h h, α
-        H_prev, C_prev = new(N, H), new(N, H)
-        Z, beta, gates, tanh_c, hs = new(N, E), new(N, E), new(N, 4 * H), new(N, H), new(N, H)
+        alphas, H_prev, C_prev = new(N, P), new(N, H), new(N, H)
+        Z, beta, tanh_c, hs = new(N, E), new(N, E), new(N, H), new(N, H)
         for b, r0 in zip(running, _offsets(running)):
             r = slice(r0, r0 + b)
             h, c = h[:b], c[:b]
             H_prev[r], C_prev[r] = h, c
-            att_h, gate, recurrent = torch.addmm(b_from_h, h, W_from_h.t()).split([A, E, 4 * H], dim=1)
-            att[r] = att_h
+            att_h, gate, g = from_h[r].addmm_(h, W_from_h.t()).split([A, E, 4 * H], dim=1)
             s = _squashed_scores(projected2[:b], att_h, work[:b])                        # (b, P, A)
             alpha = torch.softmax(s @ w_score2, dim=1)                                   # (b, P)   eqs. 4-5
             alphas[r] = alpha
-            z = torch.bmm(alpha.unsqueeze(1), features[:b]).squeeze(1)                   # (b, E)   eq. 6
-            Z[r] = z
+            z = torch.bmm(alpha.unsqueeze(1), features[:b], out=Z[r].unsqueeze(1)).squeeze(1)   # (b, E)   eq. 6
             x = torch.mul(torch.sigmoid(gate, out=beta[r]), z, out=X[r, M:])            # (b, E)   β ⊙ z
-            g = torch.add(words[r], recurrent, out=gates[r]).addmm_(x, W_ih[:, M:].t())  # (b, 4H) (i, f, g, o)
+            g.addmm_(x, W_ih[:, M:].t())                                                 # (b, 4H) (i, f, g, o)
             g[:, 2 * H: 3 * H] *= 2                                                      # tanh(y) = 2σ(2y) - 1, as above
             g.sigmoid_()
             g[:, 2 * H: 3 * H].mul_(2).sub_(1)
             i, f, gg, o = g.chunk(4, dim=1)
-            c = f * c + i * gg                                                           # eq. 5
-            h = o * torch.tanh(c, out=tanh_c[r])                                         # eq. 6
-            hs[r] = h
+            c = torch.addcmul(f * c, i, gg)                                              # eq. 5
+            h = torch.mul(o, torch.tanh(c, out=tanh_c[r]), out=hs[r])                    # eq. 6
         ctx.running = running
         ctx.save_for_backward(projected2, features, W_from_h, w_score, W_ih, X, att, alphas, H_prev, C_prev, Z, beta,
                               gates, tanh_c)
@@ -101,47 +105,46 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         B, P, E = features.shape
         N, A, H, M = att.shape[0], att.shape[1], H_prev.shape[1], X.shape[1] - features.shape[2]
         d_h, d_c = H_prev.new_zeros(B, H), H_prev.new_zeros(B, H)         # rows past a caption's end stay 0
-        d_projected = torch.zeros_like(projected2)
-        work, d_work = torch.empty_like(projected2), torch.empty_like(projected2)   # reused every step
+        d_projected = torch.zeros_like(projected2)                         # Σ_t s(1 - s) de; times 2w at the end
+        work = torch.empty_like(projected2)                                # one step's σ(2y), reused
         d_features = torch.zeros_like(features) if ctx.needs_input_grad[2] else None
         d_w = w_score.new_zeros(A)                                         # Σ de s; doubled at the end
         w_score2 = 2 * w_score
-        d_gates = gates.new_empty(N, 4 * H)                                # the LSTM pre-activations' gradient
-        d_from_h = gates.new_empty(N, A + E + 4 * H)                       # of [2 W_h h, f_β(h), W_hh h]
+        d_from_h = gates.new_empty(N, A + E + 4 * H)                       # the gradient of [2 W_h h, f_β(h), W_hh h]
+        d_gates = d_from_h[:, A + E:]                                      # of the LSTM pre-activations, (N, 4H)
+        # every step's local derivatives at once, (N, ...): σ' = σ(1 - σ), tanh' = 1 - tanh²
+        i, f, g, o = gates.chunk(4, dim=1)
+        from_c = torch.cat([g * i * (1 - i), C_prev * f * (1 - f), i * (1 - g * g)], dim=1).view(N, 3, H)  # d(i, f, g)/dc
+        from_h = tanh_c * o * (1 - o)                                      # d o / dh
+        h_to_c = o * (1 - tanh_c * tanh_c)                                 # through h = o tanh(c)
+        gate_local = Z * beta * (1 - beta)                                 # d(β ⊙ z)/d f_β, per unit of dx
         offsets = _offsets(running)
         for t in reversed(range(len(running))):
-            r = slice(offsets[t], offsets[t] + running[t])
             b = running[t]
-            i, f, g, o = gates[r].chunk(4, dim=1)
-            tc = tanh_c[r]
+            r = slice(offsets[t], offsets[t] + b)
             dh = d_h[:b] + d_hs[r]
-            dc = d_c[:b] + dh * o * (1 - tc * tc)                         # through h = o tanh(c)
-            d_c[:b] = dc * f
-            di, df, dg, do = d_gates[r].chunk(4, dim=1)
-            torch.mul(dc * g, i * (1 - i), out=di)                         # σ' = σ(1 - σ), tanh' = 1 - tanh²
-            torch.mul(dc * C_prev[r], f * (1 - f), out=df)
-            torch.mul(dc * i, 1 - g * g, out=dg)
-            torch.mul(dh * tc, o * (1 - o), out=do)
-            dx = d_gates[r] @ W_ih[:, M:]                                  # (b, E)
-            be = beta[r]
-            dz = dx * be
-            d_gate = dx * Z[r] * be * (1 - be)
+            dc = torch.addcmul(d_c[:b], dh, h_to_c[r])
+            torch.mul(dc, f[r], out=d_c[:b])
+            dg = d_gates[r]
+            torch.mul(from_c[r], dc.unsqueeze(1), out=dg[:, :3 * H].unflatten(1, (3, H)))
+            torch.mul(from_h[r], dh, out=dg[:, 3 * H:])
+            dx = dg @ W_ih[:, M:]                                          # (b, E)
+            dr = d_from_h[r]
+            torch.mul(dx, gate_local[r], out=dr[:, A: A + E])
+            dz = dx.mul_(beta[r])
             alpha = alphas[r]
             # (b, 1, E) @ (b, E, P): on CPU about 8x faster than the same product as (b, P, E) @ (b, E, 1)
-            d_alpha = torch.bmm(dz.unsqueeze(1), features[:b].transpose(1, 2)).squeeze(1) + d_alphas[r]   # (b, P)
+            d_alpha = torch.baddbmm(d_alphas[r].unsqueeze(1), dz.unsqueeze(1), features[:b].transpose(1, 2)).squeeze(1)
             if d_features is not None:
                 d_features[:b].baddbmm_(alpha.unsqueeze(2), dz.unsqueeze(1))
-            de = alpha * (d_alpha - (alpha * d_alpha).sum(dim=1, keepdim=True))          # softmax backward
+            de = alpha * (d_alpha - (alpha * d_alpha).sum(dim=1, keepdim=True))          # softmax backward, (b, P)
             s = _squashed_scores(projected2[:b], att[r], work[:b])                       # (b, P, A) again
             d_w += (de.reshape(1, -1) @ s.reshape(-1, A)).squeeze(0)                     # Σ_p de = 0, so Σ de tanh(y) = 2 Σ de s
-            du = torch.addcmul(s, s, s, value=-1, out=d_work[:b])                        # d tanh(y) / d(2y) = 2s(1 - s)
-            du.mul_(de.unsqueeze(2)).mul_(w_score2)                                      # ⊙ de ⊗ w, wrt 2y
-            d_projected[:b] += du
-            dr = d_from_h[r]
-            torch.sum(du, dim=1, out=dr[:, :A])
-            dr[:, A: A + E] = d_gate
-            dr[:, A + E:] = d_gates[r]
-            d_h[:b] = dr @ W_from_h
+            s.addcmul_(s, s, value=-1)                                                   # s(1 - s) = d s / d(2y)
+            torch.mul(torch.bmm(de.unsqueeze(1), s).squeeze(1), w_score2, out=dr[:, :A])  # Σ_p over de ⊗ w
+            d_projected[:b].addcmul_(s, de.unsqueeze(2))
+            torch.mm(dr, W_from_h, out=d_h[:b])
+        d_projected.mul_(w_score2)
         # the weight gradients, Σ over all steps at once: one large matmul each
         d_W_from_h, d_W_ih = d_from_h.t() @ H_prev, d_gates.t() @ X
         d_embedded = d_gates @ W_ih[:, :M]
