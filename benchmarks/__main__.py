@@ -254,13 +254,14 @@ def bench_course():
 
 
 def machine(device) -> str:
-    cpu = "unknown CPU"
+    """The CPU (with its cache: the ratios depend on it, a shared host's too), threads, GPU, versions, date."""
+    cpu, info = "unknown CPU", {}
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+        cpu = f"{info['model name']} (cache {info.get('cache size', '?')})"
+    except (OSError, KeyError):
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
     return (f"{cpu}, {torch.get_num_threads()} threads{gpu}; Python {platform.python_version()}, torch {torch.__version__}; "
