@@ -114,8 +114,8 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         d_gates = d_from_h[:, A + E:]                                      # of the LSTM pre-activations, (N, 4H)
         # every step's local derivatives at once, (N, ...): σ' = σ(1 - σ), tanh' = 1 - tanh²
         i, f, g, o = gates.chunk(4, dim=1)
-        from_c = torch.cat([g * i * (1 - i), C_prev * f * (1 - f), i * (1 - g * g)], dim=1).view(N, 3, H)  # d(i, f, g)/dc
-        from_h = tanh_c * o * (1 - o)                                      # d o / dh
+        via_c = torch.cat([g * i * (1 - i), C_prev * f * (1 - f), i * (1 - g * g)], dim=1).view(N, 3, H)   # d(i, f, g)/dc
+        via_h = tanh_c * o * (1 - o)                                       # d o / dh
         h_to_c = o * (1 - tanh_c * tanh_c)                                 # through h = o tanh(c)
         gate_local = Z * beta * (1 - beta)                                 # d(β ⊙ z)/d f_β, per unit of dx
         offsets = _offsets(running)
@@ -126,8 +126,8 @@ class _AttendLSTMUnroll(torch.autograd.Function):
             dc = torch.addcmul(d_c[:b], dh, h_to_c[r])
             torch.mul(dc, f[r], out=d_c[:b])
             dg = d_gates[r]
-            torch.mul(from_c[r], dc.unsqueeze(1), out=dg[:, :3 * H].unflatten(1, (3, H)))
-            torch.mul(from_h[r], dh, out=dg[:, 3 * H:])
+            torch.mul(via_c[r], dc.unsqueeze(1), out=dg[:, :3 * H].unflatten(1, (3, H)))
+            torch.mul(via_h[r], dh, out=dg[:, 3 * H:])
             dx = dg @ W_ih[:, M:]                                          # (b, E)
             dr = d_from_h[r]
             torch.mul(dx, gate_local[r], out=dr[:, A: A + E])
