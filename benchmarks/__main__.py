@@ -1,6 +1,6 @@
 """Run every benchmark and print ratios against baselines measured in the same run.
 
-    python -m benchmarks            # all (12-13 minutes on a 2-core CPU)
+    python -m benchmarks            # all (10-14 minutes on a 2-core CPU)
     python -m benchmarks --quick    # skip the course runtime and the large training-step setup
     python -m benchmarks --device cuda
 
