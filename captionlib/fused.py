@@ -148,8 +148,9 @@ class _AttendLSTMUnroll(torch.autograd.Function):
         # the weight gradients, Σ over all steps at once: one large matmul each
         d_W_from_h, d_W_ih = d_from_h.t() @ H_prev, d_gates.t() @ X
         d_embedded = d_gates @ W_ih[:, :M]
-        return (d_embedded, d_projected, d_features, d_h, d_c, d_W_from_h, d_from_h.sum(dim=0), 2 * d_w, d_W_ih,
-                d_gates.sum(dim=0), None)
+        d_b_from_h = d_from_h.sum(dim=0)                                   # its last 4H: the gates' bias, b_ih's too
+        return (d_embedded, d_projected, d_features, d_h, d_c, d_W_from_h, d_b_from_h, 2 * d_w, d_W_ih,
+                d_b_from_h[A + E:], None)
 
 
 def _stacked_from_h(W_h, W_beta, b_beta, W_hh, b_gates=None):
