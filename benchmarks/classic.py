@@ -1,6 +1,7 @@
-"""Baselines for comparison only: the classic Show-Attend-Tell training loop and per-image beam search.
+"""Baselines for comparison only: the classic Show-Attend-Tell training loop, per-image beam search, and
+feature extraction with decoding in the main process.
 
-Both follow the widely copied tutorial implementation (the course's "seeds") and reuse the weights
+The first two follow the widely copied tutorial implementation (the course's "seeds") and reuse the weights
 of a captionlib ShowAttendTellDecoder, so they compute the same loss and the same captions.
 
 * Training: sort the batch by caption length, shrink the batch at each step to the captions still
@@ -15,6 +16,7 @@ of a captionlib ShowAttendTellDecoder, so they compute the same loss and the sam
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -108,3 +110,30 @@ def _classic_one(dec, regions: torch.Tensor, k: int, max_len: int) -> list[int]:
         h, c, words, live_scores = h[rows_t], c[rows_t], rows_t.new_tensor(new_words), regions.new_tensor(new_scores)
     hyps = finished + list(zip(new_scores, live_seqs, live_alphas))
     return max(hyps, key=lambda x: x[0])[1]
+
+
+def naive_extract(encoder, images, folder, batch_size: int = 4) -> np.ndarray:
+    """Feature extraction as captionlib did it before the DataLoader (and as most tutorials do): each batch
+    decoded and resized in the main process, then the CNN, then the rows flushed and the progress files
+    written atomically after every batch. Returns the (N, P, E) float16 features."""
+    import json
+    from pathlib import Path
+
+    from captionlib.utils import atomic_write
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        probe, _ = encoder(encoder.preprocess(images[0]))
+        out = np.memmap(folder / "features.f16", np.float16, "w+", shape=(len(images), *probe.shape[1:]))
+        done = np.zeros(len(images), dtype=bool)
+        for start in range(0, len(images), batch_size):
+            idx = list(range(start, min(start + batch_size, len(images))))
+            x = encoder.preprocess([images[i] for i in idx]).contiguous(memory_format=torch.channels_last)
+            feats, _ = encoder(x)
+            out[idx] = feats.float().numpy().astype(np.float16)
+            out.flush()
+            done[idx] = True
+            atomic_write(folder / "done.npy", lambda f: np.save(f, done))
+            atomic_write(folder / "bad.json", lambda f: f.write(json.dumps({}).encode()))
+    return np.array(out)

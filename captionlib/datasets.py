@@ -18,7 +18,7 @@ import csv
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import DATASETS, CaptionSplit
@@ -45,6 +45,7 @@ class Layout:
     format: str                         # "karpathy", "flickr8k-token" or "kaggle-captions"
     caption_file: Path
     image_dir: Path
+    notes: list = field(default_factory=list)   # what was skipped and why, for `prepare` to print
 
 
 def _readme(name: str) -> str:
@@ -117,6 +118,14 @@ def _flickr8k_token(layout: Layout) -> dict:
     for split, name in zip(SPLITS, ("train", "dev", "test")):
         lines = (layout.folder / f"Flickr_8k.{name}Images.txt").read_text(encoding="utf-8").split()
         out[split] = [(f, captions.get(f, [])) for f in lines]
+    listed = {f for items in out.values() for f, _ in items}
+    unlisted = sorted(set(captions) - listed)
+    phantom = [f for f in unlisted if not (layout.image_dir / f).exists()]
+    if phantom:   # Flickr8k's own file has one: 2258277193_586949ec62.jpg.1
+        layout.notes.append(f"skipped {len(phantom)} name(s) in {layout.caption_file.name} with no image file and in no "
+                            f"split list: {', '.join(phantom[:3])} ({sum(len(captions[f]) for f in phantom)} captions)")
+    if len(unlisted) > len(phantom):
+        layout.notes.append(f"{len(unlisted) - len(phantom)} image(s) with captions are in no split list and are not used")
     return out
 
 

@@ -20,6 +20,7 @@ Shapes: B batch, P regions (h*w), E encoder dim, S image side.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +32,7 @@ from PIL import Image
 
 from .images import to_tensor
 
-__all__ = ["Backbone", "efficientnet_lite0", "resnet", "load_backbone", "Encoder", "imagenet_classes", "classify"]
+__all__ = ["Backbone", "efficientnet_lite0", "resnet", "load_backbone", "Encoder", "folded", "imagenet_classes", "classify"]
 
 
 @dataclass
@@ -212,6 +213,44 @@ class Encoder(nn.Module):
             fmap = F.adaptive_avg_pool2d(fmap, self.grid)           # (B, E, g, g)
         features = fmap.flatten(2).transpose(1, 2)                  # (B, P, E), row-major regions
         return features, features.mean(dim=1)                       # (B, P, E), (B, E)
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:
+    """(parent, conv name, batch-norm name) for every Conv2d registered right before a BatchNorm2d of its
+    width: how EfficientNet-Lite's and ResNet's blocks are written (conv, then its batch norm)."""
+    pairs = []
+    for parent in module.modules():
+        children = list(parent.named_children())
+        for (a, conv), (b, bn) in zip(children, children[1:]):
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.num_features == conv.out_channels:
+                pairs.append((parent, a, b))
+    return pairs
+
+
+@torch.no_grad()
+def folded(encoder: "Encoder", atol: float = 1e-3) -> "Encoder":
+    """An inference-only copy of `encoder` with every batch norm folded into the conv before it.
+
+    In eval mode a batch norm is a fixed per-channel affine map, so conv-then-BN is one conv with
+    rescaled weights and a bias: one pass over each feature map instead of two (the forward is about
+    1.25x faster on a 2-core CPU: benchmarks/). The copy is checked against the original on one random
+    batch; if they differ by more than `atol` (a block that does not apply its batch norm right after
+    its conv), the original is returned unchanged.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    original = encoder.eval()
+    copy_ = copy.deepcopy(original)
+    pairs = _conv_bn_pairs(copy_.trunk)
+    if not pairs:
+        return original
+    for parent, conv, bn in pairs:
+        setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
+        setattr(parent, bn, nn.Identity())
+    device = next(original.parameters()).device
+    probe = torch.randn(2, 3, original.backbone.image_size, original.backbone.image_size, device=device)
+    same = torch.allclose(copy_(probe)[0], original(probe)[0], atol=atol, rtol=1e-3)
+    return copy_.eval() if same else original
 
 
 def imagenet_classes() -> list[str]:

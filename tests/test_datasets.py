@@ -79,6 +79,21 @@ def test_flickr8k_token_format(tmp_path):
     assert test.images[0].size == (47, 30)
 
 
+def test_flickr8k_phantom_entry_is_skipped_with_a_note(tmp_path, capsys):
+    """Flickr8k.token.txt names `2258277193_586949ec62.jpg.1`, an image that exists nowhere: prepare says
+    so and carries on; an image with captions that no split lists is mentioned too."""
+    folder, names = flickr8k_token(tmp_path)
+    phantom = "2258277193_586949ec62.jpg.1"
+    with (folder / "Flickr8k.token.txt").open("a") as f:
+        f.write("".join(f"{phantom}#{j}\tpeople waiting\n" for j in range(5)))
+        f.write(f"{names[0][:-4]}_extra.jpg#0\ta caption of an unlisted image\n")
+    _images(folder / "Flicker8k_Dataset", [f"{names[0][:-4]}_extra.jpg"])
+    assert main(["prepare", "--dataset", "flickr8k", "--root", str(folder), "--min-freq", "1", "--no-features"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped 1 name(s) in Flickr8k.token.txt with no image file and in no split list: {phantom} (5 captions)" in out
+    assert "1 image(s) with captions are in no split list" in out and "train: 5 images, 25 captions" in out
+
+
 def test_kaggle_captions_csv_gets_a_deterministic_split(tmp_path):
     folder, names = kaggle(tmp_path)
     splits = [load_split("flickr8k", s, folder=folder) for s in ("train", "val", "test")]

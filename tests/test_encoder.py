@@ -109,3 +109,36 @@ def test_resnet_without_cached_weights_says_how_to_get_them(tmp_path, monkeypatc
 def test_unknown_backbone_name():
     with pytest.raises(ValueError, match="efficientnet-lite0"):
         Encoder("vgg16")
+
+
+def test_folded_batch_norms_give_the_same_features_with_no_batch_norm_left():
+    """Folding each eval-mode batch norm into its conv changes no feature beyond float rounding."""
+    from captionlib.encoder import folded
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 224, 224)
+    for name in ("efficientnet-lite0", "efficientnet-lite0-s16"):
+        enc = Encoder(name).eval()
+        fast = folded(enc)
+        assert fast is not enc and not any(isinstance(m, nn.BatchNorm2d) for m in fast.trunk.modules())
+        with torch.no_grad():
+            assert torch.allclose(fast(x)[0], enc(x)[0], atol=1e-4, rtol=1e-4)
+        assert any(isinstance(m, nn.BatchNorm2d) for m in enc.trunk.modules())   # the original is untouched
+
+
+def test_folding_a_batch_norm_that_is_not_applied_after_its_conv_is_refused():
+    """A module that registers conv then BN but applies them in another order keeps its own forward."""
+    from captionlib.encoder import folded
+
+    class Swapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(4.0)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))                                 # batch norm first
+
+    enc = Encoder(Swapped(), dim=3, image_size=16).eval()
+    assert folded(enc) is enc

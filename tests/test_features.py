@@ -84,3 +84,32 @@ def test_dataset_size_change_is_an_error(tmp_path):
     extract_features(tiny_encoder(), Images(5), "k", tmp_path, progress=False)
     with pytest.raises(ValueError, match="delete the folder"):
         extract_features(tiny_encoder(), Images(6), "k", tmp_path, progress=False)
+
+
+def test_decoding_workers_give_the_same_cache_and_report_bad_images(tmp_path):
+    """With DataLoader workers decoding, the features, the bad list and the done marks are those of the
+    single-process run."""
+    enc = tiny_encoder()
+    with pytest.warns(UserWarning, match="img5.jpg"):
+        one = extract_features(enc, Images(12, bad=[5]), "k", tmp_path / "a", batch_size=4, progress=False, workers=0)
+    with pytest.warns(UserWarning, match="img5.jpg"):
+        two = extract_features(enc, Images(12, bad=[5]), "k", tmp_path / "b", batch_size=4, progress=False, workers=2)
+    assert np.array_equal(np.asarray(one.features), np.asarray(two.features))
+    assert two.bad == one.bad and 5 in two.bad and two.done.all()
+
+
+def test_progress_files_are_written_every_few_seconds_not_every_batch(tmp_path, monkeypatch):
+    import captionlib.features as features
+
+    writes = []
+    real = features.atomic_write
+    monkeypatch.setattr(features, "atomic_write", lambda path, fn: writes.append(path.name) or real(path, fn))
+    extract_features(tiny_encoder(), Images(40), "k", tmp_path, batch_size=2, progress=False, workers=0, commit_every=3600)
+    layout = ["done.npy", "bad.json", "meta.json"]                     # the empty cache, laid out once
+    assert writes == layout + ["done.npy", "bad.json"]                 # 20 batches, one commit at the end
+
+
+def test_default_workers_leave_small_jobs_in_process():
+    from captionlib.features import default_workers
+
+    assert default_workers(10) == 0 and 1 <= default_workers(10_000) <= 4
