@@ -95,7 +95,7 @@ class CaptionPairs(Dataset):
     """
 
     def __init__(self, features, captions: list, vocab: Vocab, indices: Sequence[int]):
-        self.features, self.vocab = features, vocab
+        self.features, self.captions, self.vocab = features, captions, vocab
         self.pairs = [(int(i), vocab.encode(c)) for i in indices for c in captions[int(i)] if tokenize(c)]
         if not self.pairs:
             raise ValueError("no (image, caption) pairs: are the features extracted and the captions non-empty?")

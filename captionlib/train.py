@@ -50,6 +50,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 0       # also save every this many steps (0: at the end of each epoch only)
+    # Self-critical training (scst.py), after the cross-entropy epochs, from their best weights:
+    scst_epochs: int = 0            # epochs of it (0: none)
+    scst_lr: float = 2e-5           # Adam, constant; much smaller than cross-entropy's (the gradient is noisy)
+    scst_samples: int = 5           # captions sampled per image (each one's baseline: the mean of the others)
+    scst_images: int = 16           # images per step (x scst_samples captions)
+    scst_max_len: int = 16          # longest sampled caption
 
 
 def sampling_prob(config: TrainConfig, epoch: int) -> float:
@@ -74,8 +80,10 @@ def _refs(captions: list) -> list:
 
 
 @torch.no_grad()
-def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size: int = 1, batch_size: int = 100) -> list:
-    """Decode images `indices` of a feature array in batches: greedy for beam_size 1, else beam search.
+def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size: int = 1, batch_size: int = 100,
+                length_norm: float = 0.0) -> list:
+    """Decode images `indices` of a feature array in batches: greedy for beam_size 1, else beam search
+    (finished captions ranked by score / length**length_norm).
 
     Returns one beam.Caption per image (tokens, score, attention maps).
     """
@@ -84,7 +92,7 @@ def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         feats = torch.from_numpy(np.asarray(features[idx], dtype=np.float32)).to(device)   # (b, P, E)
-        out += greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len)
+        out += greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len, length_norm)
     return out
 
 
@@ -131,8 +139,10 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
-        self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": []}
+        self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": [],
+                        "phase": [], "scst_reward": []}
         self.best_bleu, self.best_state, self.bad_epochs = -1.0, None, 0
+        self.phase, self.cider = "xe", None                                # "xe" (teacher forcing), then "scst"
 
     # ------------------------------------------------------------ checkpoints
 
@@ -142,7 +152,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "history": self.history, "best_bleu": self.best_bleu, "best_model": self.best_state,
-                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state()}
+                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase}
 
     def save(self) -> None:
         if self.checkpoint is not None:
@@ -155,11 +165,15 @@ class Trainer:
                              "use the same settings to resume, or start a new checkpoint")
         if s["vocab"]["idx_to_word"] != self.vocab.idx_to_word:
             raise ValueError(f"{path} has a different vocabulary; resume with the vocabulary it was trained with")
+        if s.get("phase", "xe") == "scst":
+            self._enter_scst(from_best=False)
         self.decoder.load_state_dict(s["model"])
         self.optimizer.load_state_dict(s["optimizer"])
         self.schedule.load_state_dict(s["schedule"])
         self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
         self.history, self.best_bleu, self.best_state, self.bad_epochs = s["history"], s["best_bleu"], s["best_model"], s["bad_epochs"]
+        for key in ("phase", "scst_reward"):                               # checkpoints from before self-critical training
+            self.history.setdefault(key, [])
         torch.set_rng_state(s["rng"])
 
     # ------------------------------------------------------------ training
@@ -182,26 +196,39 @@ class Trainer:
         return float(loss.detach())
 
     def fit(self, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> dict:
-        """Train until `epochs` or early stopping; with resume=True, continue from the checkpoint.
+        """Train until `epochs` (then `scst_epochs`) or early stopping; with resume=True, continue from the checkpoint.
 
         stop_after_steps: save and return after this many steps in total (to test resuming).
         """
         if resume and self.checkpoint is not None and self.checkpoint.exists():
             self.load(self.checkpoint)
         cfg = self.config
-        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
-            p = sampling_prob(cfg, self.epoch)
-            batches = self._batches(self.epoch)
-            bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       disable=not progress, leave=False)
+        while self.epoch < cfg.epochs + cfg.scst_epochs:
+            if self.phase == "xe" and (self.epoch >= cfg.epochs or self.bad_epochs >= cfg.patience):
+                if not cfg.scst_epochs:
+                    break
+                self.epoch, self.step_in_epoch = max(self.epoch, cfg.epochs), 0  # cross-entropy is done: on to SCST
+                self._enter_scst()
+                continue
+            if self.phase == "scst" and self.bad_epochs >= cfg.patience:
+                break
+            p = sampling_prob(cfg, self.epoch) if self.phase == "xe" else 0.0
+            batches = self._batches(self.epoch) if self.phase == "xe" else self._image_batches(self.epoch)
+            label = f"epoch {self.epoch + 1}/{cfg.epochs + cfg.scst_epochs}" + (" (self-critical)" if self.phase == "scst" else "")
+            bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=label, disable=not progress, leave=False)
             for b in batches[self.step_in_epoch:]:
-                feats, caps, _, _ = collate([self.pairs[k] for k in b])
-                loss = self.train_step(feats.to(self.device), caps.to(self.device), p)
-                self.history["step_loss"].append(loss)
+                if self.phase == "xe":
+                    feats, caps, _, _ = collate([self.pairs[k] for k in b])
+                    loss = self.train_step(feats.to(self.device), caps.to(self.device), p)
+                    self.history["step_loss"].append(loss)
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                else:
+                    reward = self.scst_step(b)
+                    self.history["scst_reward"].append(reward)
+                    bar.set_postfix(cider=f"{reward:.3f}")
                 self.step_in_epoch += 1
                 self.global_step += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
                 if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                     self.save()
                 if stop_after_steps is not None and self.global_step >= stop_after_steps:
@@ -214,12 +241,52 @@ class Trainer:
             self.decoder.load_state_dict(self.best_state)
         return self.history
 
+    # ------------------------------------------------------------ self-critical training (scst.py)
+
+    def _enter_scst(self, from_best: bool = True) -> None:
+        """Start the self-critical phase: the best cross-entropy weights, a fresh Adam at scst_lr, patience anew."""
+        from .cider import CiderD
+
+        if from_best and self.best_state is not None:
+            self.decoder.load_state_dict(self.best_state)
+        self.phase, self.bad_epochs = "scst", 0
+        self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=self.config.scst_lr)
+        self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=1.0)
+        self.images = sorted({i for i, _ in self.pairs.pairs})            # the training images, CIDEr-D's corpus
+        captions = self.pairs.captions
+        self.cider = CiderD([[tokenize(c) for c in captions[i]] for i in self.images])
+
+    def _image_batches(self, epoch: int) -> list:
+        """This epoch's batches of positions in self.images, a permutation that depends only on (seed, epoch)."""
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.images), generator=g).tolist()
+        n = self.config.scst_images
+        return [order[i:i + n] for i in range(0, len(order), n)]
+
+    def scst_step(self, positions: list) -> float:
+        """One self-critical step on the training images at `positions`; returns their samples' mean CIDEr-D."""
+        from .scst import scst_loss
+
+        cfg = self.config
+        self.decoder.eval()                        # no dropout: the sampled captions' own probabilities are differentiated
+        feats = torch.from_numpy(np.asarray(self.pairs.features[[self.images[k] for k in positions]], dtype=np.float32))
+        g = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
+        loss, reward = scst_loss(self.decoder, feats.to(self.device), positions, self.cider, self.vocab,
+                                 cfg.scst_samples, cfg.scst_max_len, g)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_value_(self.decoder.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return reward
+
     def _end_epoch(self, p: float, n_batches: int, progress: bool) -> None:
-        losses = self.history["step_loss"][-n_batches:]
+        h = self.history
+        xe = self.phase == "xe"
         feats, caps, idx = self.val
         scores, _ = evaluate_bleu(self.decoder, feats, caps, self.vocab, idx, self.device, self.config.max_len)
-        h = self.history
-        h["train_loss"].append(float(np.mean(losses)))
+        h["train_loss"].append(float(np.mean(h["step_loss"][-n_batches:])) if xe else float("nan"))
+        h["phase"].append(self.phase)
         h["val_bleu4"].append(scores["BLEU-4"])
         h["val_bleu"].append(scores)
         h["lr"].append(self.optimizer.param_groups[0]["lr"])
@@ -230,7 +297,9 @@ class Trainer:
         else:
             self.bad_epochs += 1
         if progress:
-            print(f"epoch {self.epoch + 1}: train loss {h['train_loss'][-1]:.3f}, val BLEU-4 {scores['BLEU-4']:.3f}"
+            done = f"train loss {h['train_loss'][-1]:.3f}" if xe else \
+                f"self-critical, mean sample CIDEr-D {np.mean(h['scst_reward'][-n_batches:]):.3f}"
+            print(f"epoch {self.epoch + 1}: {done}, val BLEU-4 {scores['BLEU-4']:.3f}"
                   f"{' (best)' if self.bad_epochs == 0 else ''}", flush=True)
         self.schedule.step()
         self.epoch, self.step_in_epoch = self.epoch + 1, 0

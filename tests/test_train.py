@@ -103,3 +103,27 @@ def test_penalty_weight_is_one_over_the_regions_unless_set():
     """The paper's λ = 1 averaged over regions: 1/49 on 7x7 features, 1/196 on 14x14; 0 switches it off."""
     assert penalty_weight(TrainConfig(), 49) == 1 / 49 and penalty_weight(TrainConfig(), 196) == 1 / 196
     assert penalty_weight(TrainConfig(alpha_c=0.0), 196) == 0.0 and penalty_weight(TrainConfig(alpha_c=0.5), 49) == 0.5
+
+
+def test_self_critical_phase_follows_cross_entropy_and_resumes_exactly(tmp_path):
+    """scst_epochs run after the cross-entropy ones, from their best weights; a run killed in the middle of
+    the self-critical phase resumes to the same weights as an uninterrupted one."""
+    kw = dict(epochs=2, scst_epochs=2, scst_images=4, scst_samples=3, scst_lr=1e-3, lr=3e-2)
+    full = trainer(tmp_path, "full.pt", **kw)
+    h = full.fit(progress=False)
+    assert h["phase"] == ["xe", "xe", "scst", "scst"] and len(h["scst_reward"]) == 2 * 8   # 30 images / 4 per step
+    assert np.isnan(h["train_loss"][2]) and not np.isnan(h["train_loss"][1])
+    part = trainer(tmp_path, "part.pt", **kw)
+    part.fit(stop_after_steps=8 + 8 + 3, progress=False)                 # 3 steps into the self-critical phase
+    del part
+    resumed = trainer(tmp_path, "part.pt", **kw)
+    resumed.fit(resume=True, progress=False)
+    for (n, a), (_, b) in zip(full.decoder.state_dict().items(), resumed.decoder.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert resumed.history["val_bleu4"] == h["val_bleu4"] and resumed.phase == "scst"
+
+
+def test_early_stopped_cross_entropy_moves_on_to_self_critical_training(tmp_path):
+    t = trainer(tmp_path, epochs=20, lr=0.0, patience=2, scst_epochs=1, scst_images=10, scst_samples=2, scst_lr=0.0)
+    h = t.fit(progress=False)
+    assert h["phase"] == ["xe"] * 3 + ["scst"]                           # 3 cross-entropy epochs, then one SCST epoch
