@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 # Extra pip arguments, e.g. a CPU-only torch (much smaller download) when you have internet:
 #   make lab PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
+# Extra JupyterLab arguments, e.g. make lab LAB_ARGS="--port 8890 --no-browser --ServerApp.token=secret"
+LAB_ARGS ?=
+# JupyterLab refuses to run as root (the normal case in Docker and many cloud notebooks) unless told to.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .PHONY: install lab test lessons bench clean
 
@@ -19,8 +23,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "captionlib installed in $(VENV)/"
 
+# Your work lives in work/: your own copies of the lessons, made the first time (new lessons are added
+# later, yours are never overwritten); work/ is outside git, so updating the course cannot touch it.
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=lessons $(LAB_ARGS)
+	$(PY) -m captionlib.course workspace
+	$(VENV)/bin/jupyter lab --notebook-dir=work $(ROOT_ARGS) $(LAB_ARGS)
 
 # Unit tests, then every notebook in lessons/ and solutions/ under nbval (one pytest run).
 test: install

@@ -8,18 +8,20 @@ outputs equal a mistake's outputs on every input, the check names that mistake. 
 generic comparison says where the outputs differ (type, shape, first differing value).
 
 An unfinished exercise (NotImplementedError) is reported as such, and `checked` hands back
-the reference implementation, so a student notebook runs top to bottom either way.
+the reference implementation (a stand-in that remembers the learner's function, so re-running the
+check cell re-checks the learner's code), so a student notebook runs top to bottom either way.
 """
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["Mistake", "Result", "describe_difference", "check", "checked"]
+__all__ = ["Mistake", "Result", "describe_difference", "check", "checked", "is_reference"]
 
 DONE, NOT_DONE, WRONG = "done", "not done", "wrong"
 MARK = {DONE: "✅", NOT_DONE: "⏳", WRONG: "❌"}
@@ -146,11 +148,34 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
     return Result(name, WRONG, f"on test input {k + 1} of {len(cases)}, {generic}")
 
 
+LEARNER = "_captionlib_learner"   # on a stand-in: the learner's function it stands in for
+
+
 def checked(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], **kwargs) -> Callable:
-    """Run `check`, print the verdict, and return the function the notebook should go on with:
-    the learner's when it is correct, the reference otherwise."""
-    result = check(name, fn, reference, cases, **kwargs)
+    """Run `check`, print the verdict, and return the function the notebook should go on with.
+
+    That is the learner's function when it is correct; otherwise a stand-in that runs the reference
+    but remembers the learner's function. A check cell rebinds the name (`f = check_f(f)`), so when the
+    learner re-runs only the check cell, it receives the stand-in and re-checks the learner's code
+    behind it: the verdict stays ⏳ or ❌ until the exercise cell itself is fixed and run.
+    """
+    learner = getattr(fn, LEARNER, fn)
+    result = check(name, learner, reference, cases, **kwargs)
     print(result)
+    if result.passed:
+        return learner
     if result.status == WRONG:
-        print("   The notebook continues with the reference implementation; fix yours and re-run this cell.")
-    return fn if result.passed else reference
+        print("   The notebook continues with the reference implementation. Fix your function, run its cell, "
+              "then this check again.")
+
+    @functools.wraps(reference)
+    def stand_in(*args, **kw):
+        return reference(*args, **kw)
+
+    setattr(stand_in, LEARNER, learner)
+    return stand_in
+
+
+def is_reference(fn: Callable, reference: Callable) -> bool:
+    """Whether `fn` is `reference` or a stand-in for it (what `checked` hands back when an exercise is not right yet)."""
+    return fn is reference or (hasattr(fn, LEARNER) and getattr(fn, "__wrapped__", None) is reference)

@@ -1,28 +1,37 @@
-"""Course tooling: student notebooks generated from the solutions, and re-running every lesson.
+"""Course tooling: student notebooks generated from the solutions, the learner's own copies, re-running lessons.
 
     python -m captionlib.course build              # solutions/ -> lessons/ (student copies)
     python -m captionlib.course check              # exit 1 if lessons/ is stale
+    python -m captionlib.course workspace          # lessons/ -> work/, the learner's copies (make lab does it)
     python -m captionlib.course run [-p NAME VALUE]... [--out DIR] [NOTEBOOK...]
 
 `solutions/NN_topic.ipynb` is the single source. In a student copy every code between
 `### BEGIN SOLUTION` and `### END SOLUTION` becomes `# YOUR CODE HERE` + `raise NotImplementedError()`
 (indented like the block), outputs are cleared, and a banner says the file is generated.
+
+A learner's work is never overwritten. They work in `work/` (outside git, made by `make lab`), which
+`workspace` only ever adds missing lessons to. `build` skips a lesson whose exercise cells hold
+code that is not the generated stub, and `check` compares only what the generator owns (the cells'
+sources), so opening a lesson in JupyterLab, which rewrites its metadata, is not drift.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 
-__all__ = ["student_source", "student_notebook", "build", "stale", "run"]
+__all__ = ["student_source", "student_notebook", "build", "stale", "workspace", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BANNER_TAG = "generated-banner"
+EXERCISE_TAG = "exercise"               # a cell that held a solution block: the learner's to fill in
 
 
 def student_source(source: str) -> str:
@@ -51,14 +60,17 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     cells = [c for c in nb.cells if BANNER_TAG not in c.get("metadata", {}).get("tags", [])]
     for cell in cells:
         if cell.cell_type == "code":
-            cell.source = student_source(cell.source)
+            stubbed = student_source(cell.source)
+            if stubbed != cell.source:
+                cell.metadata["tags"] = sorted(set(cell.metadata.get("tags", [])) | {EXERCISE_TAG})
+            cell.source = stubbed
             cell.outputs, cell.execution_count = [], None
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
     banner = nbformat.v4.new_markdown_cell(
-        f"> **Generated from `solutions/{source_name}` — do not edit.** Your work goes in the cells marked "
-        "`# YOUR CODE HERE`; each check cell after an exercise tells you whether it is right. "
-        "Regenerate with `python -m captionlib.course build`.")
+        "> **Your lesson.** Write your code where a cell says `# YOUR CODE HERE`, run it, then run the check cell "
+        "after it: ✅ right, ⏳ not done yet, ❌ wrong, with the mistake named. Your work is saved in this notebook. "
+        f"(Generated — do not edit to change the course: maintainers edit `solutions/{source_name}`.)")
     banner.metadata["tags"] = [BANNER_TAG]
     banner.pop("id", None)
     nb.cells = [banner] + cells
@@ -66,39 +78,104 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     nb.metadata = nbformat.from_dict({"kernelspec": nb.metadata.get("kernelspec", {}), "language_info": {"name": "python"}})
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i}"  # stable ids, so regenerating gives identical files
+    nb.metadata["captionlib"] = {"lesson": _fingerprint(nb)}             # which version a learner's copy came from
     return nb
+
+
+def _owned(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """What the generator owns in a lesson: each cell's type and source, in order (not outputs, metadata, ids)."""
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def _fingerprint(nb: nbformat.NotebookNode) -> str:
+    return hashlib.sha1(repr(_owned(nb)).encode()).hexdigest()[:12]
 
 
 def _render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def _expected(solutions: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(solutions.glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        out[path.name] = _render(student_notebook(nb, path.name))
-    return out
+def _expected(solutions: Path) -> dict[str, nbformat.NotebookNode]:
+    return {path.name: student_notebook(nbformat.read(path, as_version=4), path.name)
+            for path in sorted(solutions.glob("[0-9][0-9]_*.ipynb"))}
 
 
-def build(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons") -> list[str]:
-    """Write the student copy of every solution notebook; return the names written."""
+def _exercise_sources(nb: nbformat.NotebookNode) -> list[str]:
+    return [c.source for c in nb.cells if EXERCISE_TAG in c.get("metadata", {}).get("tags", [])]
+
+
+def learner_work(existing: nbformat.NotebookNode, generated: nbformat.NotebookNode) -> list[int]:
+    """Indices of the cells of `existing` that hold a learner's work: exercise cells (by tag, or at the place
+    of a generated exercise cell) whose code is none of the generated stubs."""
+    stubs = set(_exercise_sources(generated))
+    places = {i for i, c in enumerate(generated.cells) if EXERCISE_TAG in c.get("metadata", {}).get("tags", [])}
+    return [i for i, c in enumerate(existing.cells)
+            if (EXERCISE_TAG in c.get("metadata", {}).get("tags", []) or i in places)
+            and c.cell_type == "code" and c.source not in stubs]
+
+
+def build(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons", force: bool = False) -> list[str]:
+    """Write the student copy of every solution notebook; return the names written.
+
+    A lesson whose exercise cells hold code other than the generated stubs (a learner's work) is never
+    overwritten unless `force`: it is skipped with a message saying so.
+    """
     lessons.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in _expected(solutions).items():
-        target = lessons / name
-        if not target.exists() or target.read_text() != text:
-            target.write_text(text)
-            written.append(name)
+    for name, nb in _expected(solutions).items():
+        target, text = lessons / name, _render(nb)
+        if target.exists() and target.read_text() == text:
+            continue
+        if target.exists() and not force:
+            work = learner_work(nbformat.read(target, as_version=4), nb)
+            if work:
+                print(f"skipped {target}: exercise cell(s) {', '.join(map(str, work))} hold code that is not the "
+                      f"generated stub (your work?). Move it to work/{name} (make lab), or delete the file, or build "
+                      "with --force to overwrite it.", file=sys.stderr)
+                continue
+        target.write_text(text)
+        written.append(name)
     return written
 
 
 def stale(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons") -> list[str]:
-    """Names of lessons that are missing, out of date, or have no solution any more."""
-    expected = _expected(solutions)
-    problems = [n for n, t in expected.items() if not (lessons / n).exists() or (lessons / n).read_text() != t]
-    problems += [p.name + " (no solution)" for p in sorted(lessons.glob("*.ipynb")) if p.name not in expected]
+    """Lessons that are missing, out of date (a cell's source differs from the generated one), or have no
+    solution any more. Outputs and metadata (JupyterLab rewrites them on opening) do not count."""
+    problems = []
+    for name, nb in _expected(solutions).items():
+        if not (lessons / name).exists():
+            problems.append(name)
+            continue
+        have, want = _owned(nbformat.read(lessons / name, as_version=4)), _owned(nb)
+        if have != want:
+            cells = [i for i in range(max(len(have), len(want))) if i >= min(len(have), len(want)) or have[i] != want[i]]
+            problems.append(f"{name} (cells {', '.join(map(str, cells[:6]))}{', ...' if len(cells) > 6 else ''})")
+    problems += [p.name + " (no solution)" for p in sorted(lessons.glob("*.ipynb")) if p.name not in _expected(solutions)]
     return problems
+
+
+def workspace(lessons: Path = REPO / "lessons", work: Path = REPO / "work") -> list[str]:
+    """Copy each lesson the learner does not have yet into `work` (their own copies); never overwrite one.
+
+    Returns the names copied. A lesson that changed since the learner's copy was made is reported, not replaced.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(lessons.glob("[0-9][0-9]_*.ipynb")):
+        mine = work / path.name
+        if not mine.exists():
+            shutil.copyfile(path, mine)
+            copied.append(path.name)
+            continue
+        try:
+            theirs = nbformat.read(mine, as_version=4).metadata.get("captionlib", {}).get("lesson")
+        except Exception:   # a copy the learner broke: theirs to mend, never ours to replace
+            theirs = None
+        current = nbformat.read(path, as_version=4).metadata.get("captionlib", {}).get("lesson")
+        if theirs and current and theirs != current:
+            print(f"note: lessons/{path.name} has changed since your copy work/{path.name} was made. Your copy is "
+                  f"kept; to get the new version, rename yours and run `make lab` again.", file=sys.stderr)
+    return copied
 
 
 def _value(text: str):
@@ -130,22 +207,28 @@ def run(notebooks: list[Path], parameters: dict, out: Path, kernel: str = "pytho
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m captionlib.course", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="generate lessons/ from solutions/")
+    b = sub.add_parser("build", help="generate lessons/ from solutions/")
+    b.add_argument("--force", action="store_true", help="also overwrite lessons whose exercise cells were filled in")
     sub.add_parser("check", help="fail if lessons/ is stale")
+    sub.add_parser("workspace", help="copy the lessons you do not have yet into work/ (your own copies; never overwritten)")
     r = sub.add_parser("run", help="re-run notebooks with papermill")
     r.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in solutions/")
     r.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="a parameter, e.g. -p device cuda")
     r.add_argument("--out", type=Path, default=Path("runs"), help="where executed notebooks go (default: runs/)")
     args = p.parse_args(argv)
     if args.cmd == "build":
-        written = build()
+        written = build(force=args.force)
         print("\n".join(f"wrote lessons/{n}" for n in written) or "lessons/ already up to date")
         return 0
     if args.cmd == "check":
         problems = stale()
         for n in problems:
-            print(f"stale: lessons/{n}; run `python -m captionlib.course build`")
+            print(f"stale: lessons/{n}; run `python -m captionlib.course build` (it never overwrites filled-in exercises)")
         return 1 if problems else 0
+    if args.cmd == "workspace":
+        copied = workspace()
+        print("\n".join(f"work/{n}: your copy of lessons/{n}" for n in copied) or "work/ has every lesson")
+        return 0
     notebooks = args.notebooks or sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
     params = {k: _value(v) for k, v in args.p}
     rows = run([Path(n).resolve() for n in notebooks], params, args.out)

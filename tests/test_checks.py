@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from captionlib.checks import DONE, NOT_DONE, WRONG, Mistake, check, checked, describe_difference
+from captionlib.checks import DONE, NOT_DONE, WRONG, Mistake, check, checked, describe_difference, is_reference
 from captionlib.exercises import l00
 from captionlib.vocab import tokenize
 
@@ -37,8 +37,26 @@ def test_checked_returns_reference_unless_done(capsys):
     ref = square
     assert checked("sq", square, ref, [(np.array([2.0]),)]) is square
     bad = lambda x: x  # noqa: E731
-    assert checked("sq", bad, ref, [(np.array([2.0]),)]) is ref
+    used = checked("sq", bad, ref, [(np.array([2.0]),)])
+    assert is_reference(used, ref) and used(3.0) == 9.0
     assert "continues with the reference" in capsys.readouterr().out
+
+
+def test_rerunning_only_the_check_cell_keeps_the_verdict(capsys):
+    """A check cell rebinds the name: `sq = checked(sq)`. Re-running just that cell after ⏳ or ❌ must
+    re-check the learner's function, not report ✅ for the reference it fell back to."""
+    def todo(x):
+        raise NotImplementedError()
+
+    for learner, mark in ((todo, "⏳"), (lambda x: x + x, "❌")):
+        sq = learner
+        verdicts = []
+        for _ in range(3):                                             # the check cell, run three times
+            sq = checked("sq", sq, square, [(np.array([3.0]),)])
+            verdicts.append(capsys.readouterr().out.splitlines()[0][0])
+        assert verdicts == [mark] * 3 and is_reference(sq, square)
+    fixed = square                                                     # the exercise cell fixed and run: ✅
+    assert checked("sq", fixed, square, [(np.array([3.0]),)]) is fixed
 
 
 def test_describe_difference_on_containers():

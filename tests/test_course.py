@@ -41,7 +41,7 @@ def _tiny_course(tmp_path):
 
 def test_build_then_drift_detection(tmp_path):
     sol, les = _tiny_course(tmp_path)
-    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+    assert course.stale(sol, les) == ["00_tiny.ipynb"]                    # missing
     assert course.build(sol, les) == ["00_tiny.ipynb"]
     assert course.stale(sol, les) == [] and course.build(sol, les) == []  # idempotent
     student = nbformat.read(les / "00_tiny.ipynb", as_version=4)
@@ -52,13 +52,57 @@ def test_build_then_drift_detection(tmp_path):
     nb.cells[0].source = nb.cells[0].source.replace("x + 1", "x + 2")
     nb.cells.append(nbformat.v4.new_markdown_cell("new prose"))
     nbformat.write(nb, sol / "00_tiny.ipynb")
-    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+    assert course.stale(sol, les) == ["00_tiny.ipynb (cells 2)"]         # the cell that is new
 
     course.build(sol, les)  # hand-editing the lesson is drift too
     (les / "00_tiny.ipynb").write_text((les / "00_tiny.ipynb").read_text().replace("new prose", "edited"))
-    assert course.stale(sol, les) == ["00_tiny.ipynb"]
+    assert course.stale(sol, les) == ["00_tiny.ipynb (cells 2)"]
     shutil.copy(les / "00_tiny.ipynb", les / "01_orphan.ipynb")
     assert "01_orphan.ipynb (no solution)" in course.stale(sol, les)
+
+
+def test_opening_a_lesson_in_jupyterlab_is_not_drift(tmp_path):
+    """JupyterLab rewrites a notebook's metadata (kernel, language version) and autosaves it; the cells'
+    sources are what the generator owns, and they are unchanged."""
+    sol, les = _tiny_course(tmp_path)
+    course.build(sol, les)
+    nb = nbformat.read(les / "00_tiny.ipynb", as_version=4)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python"}
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="ran")]
+    nb.cells[1].execution_count = 3
+    nbformat.write(nb, les / "00_tiny.ipynb")
+    assert course.stale(sol, les) == []
+
+
+def test_build_never_overwrites_filled_in_exercises(tmp_path, capsys):
+    sol, les = _tiny_course(tmp_path)
+    course.build(sol, les)
+    nb = nbformat.read(les / "00_tiny.ipynb", as_version=4)
+    nb.cells[1].source = nb.cells[1].source.replace("raise NotImplementedError()", "return x + 1  # mine")
+    nbformat.write(nb, les / "00_tiny.ipynb")
+    solution = nbformat.read(sol / "00_tiny.ipynb", as_version=4)       # the course changes
+    solution.cells.append(nbformat.v4.new_markdown_cell("new prose"))
+    nbformat.write(solution, sol / "00_tiny.ipynb")
+    assert course.build(sol, les) == []
+    assert "skipped" in capsys.readouterr().err and "# mine" in (les / "00_tiny.ipynb").read_text()
+    assert course.build(sol, les, force=True) == ["00_tiny.ipynb"] and "# mine" not in (les / "00_tiny.ipynb").read_text()
+
+
+def test_workspace_copies_what_is_missing_and_never_overwrites(tmp_path, capsys):
+    sol, les = _tiny_course(tmp_path)
+    course.build(sol, les)
+    work = tmp_path / "work"
+    assert course.workspace(les, work) == ["00_tiny.ipynb"]
+    mine = (work / "00_tiny.ipynb").read_text().replace("raise NotImplementedError()", "return x + 1  # mine")
+    (work / "00_tiny.ipynb").write_text(mine)
+    assert course.workspace(les, work) == []
+    solution = nbformat.read(sol / "00_tiny.ipynb", as_version=4)       # a new version of the lesson
+    solution.cells.append(nbformat.v4.new_markdown_cell("new prose"))
+    nbformat.write(solution, sol / "00_tiny.ipynb")
+    course.build(sol, les)
+    assert course.workspace(les, work) == [] and (work / "00_tiny.ipynb").read_text() == mine
+    assert "has changed since your copy" in capsys.readouterr().err
 
 
 def test_the_repository_lessons_are_up_to_date():

@@ -6,13 +6,14 @@ passes only if the check recognises the behaviour, not the code.
 import torch
 import torch.nn.functional as F
 
+from captionlib.checks import is_reference
 from captionlib.exercises import l01, l02, l03, l04
 
 
 def verdict(capsys, check, fn, reference):
     used = check(fn)
     out = capsys.readouterr().out
-    assert used is reference, out  # a wrong answer never replaces the reference
+    assert is_reference(used, reference), out  # a wrong answer never replaces the reference
     return out
 
 
