@@ -2,7 +2,7 @@
 
     captionlib train --dataset shapes [--epochs 8] [--device auto] [--checkpoint PATH]
     captionlib evaluate [--checkpoint PATH] [--split test] [--beam-size 3]
-    captionlib caption IMAGE... [--checkpoint PATH] [--beam-size 3]
+    captionlib caption IMAGE... [--checkpoint PATH] [--beam-size 3] [--attention out.png]
     captionlib prepare --dataset flickr8k --root PATH     (real data: check the folder, vocabulary, features)
 
 (also `python -m captionlib ...`). Features are extracted once and cached (data/cache/features).
@@ -33,12 +33,34 @@ def _encoder(backbone: str, grid: int):
     return Encoder(backbone, grid=grid)
 
 
+def _checkpoint(a) -> Path:
+    """Which model a command uses, said on stderr: --checkpoint when given; else `evaluate` takes the one
+    `train` wrote for --dataset and --backbone, and `caption` the model that ships with the course."""
+    from .utils import shipped_checkpoint
+
+    if a.checkpoint:
+        return Path(a.checkpoint)
+    own, shipped = _default_checkpoint(a.dataset, a.backbone), shipped_checkpoint()
+    if a.cmd == "evaluate" and own.exists():
+        choice = own
+    elif shipped.exists():
+        choice = shipped
+        if own.exists():
+            print(f"note: your own model {own} is not used; pass --checkpoint {own} to use it", file=sys.stderr)
+    elif own.exists():
+        choice = own
+    else:
+        raise FileNotFoundError(f"no checkpoint: {shipped} (the course's Flickr8k model) is not here and you have not "
+                                f"trained one at {own}. Pass --checkpoint PATH, or run `captionlib train` first.")
+    print(f"checkpoint: {choice}", file=sys.stderr)
+    return choice
+
+
 def _trained(a):
     """The checkpoint's decoder, vocabulary and metadata, and the encoder its features came from."""
     from .train import load_model
 
-    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
-    decoder, vocab, state = load_model(checkpoint, a.device)
+    decoder, vocab, state = load_model(_checkpoint(a), a.device)
     meta = state.get("meta", {})
     encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
     return decoder, vocab, meta, encoder, next(decoder.parameters()).device
@@ -49,8 +71,28 @@ def _options(dataset: str, root: str | None) -> dict:
     return {"folder": root} if root and dataset != "shapes" else {}
 
 
+# What `captionlib train --dataset NAME` does with the options left out. shapes: small and quick (lessons);
+# real datasets: the recipe selected on Flickr8k's val split (data/checkpoints/MODEL_CARD.md has the runs).
+RECIPES = {
+    "shapes": dict(epochs=4, batch_size=64, lr=1e-3, lr_decay=0.9, patience=3, subset=2000, min_freq=1, embed_dim=128,
+                   hidden_dim=256, attention_dim=128, dropout=0.5, scst_epochs=0, scst_lr=2e-5),
+    "real": dict(epochs=12, batch_size=64, lr=4e-4, lr_decay=0.9, patience=3, subset=0, min_freq=5, embed_dim=256,
+                 hidden_dim=512, attention_dim=256, dropout=0.5, scst_epochs=0, scst_lr=2e-5),
+}
+
+
+def _recipe(a) -> None:
+    """Fill the train options left out with the dataset's recipe."""
+    recipe = RECIPES["shapes" if a.dataset == "shapes" else "real"]
+    for key, value in recipe.items():
+        if getattr(a, key, None) is None:
+            setattr(a, key, value)
+
+
 def _min_freq(a) -> int:
-    return a.min_freq if a.min_freq is not None else (1 if a.dataset == "shapes" else 5)   # 5: the usual for Flickr/COCO
+    if a.min_freq is not None:
+        return a.min_freq
+    return RECIPES["shapes" if a.dataset == "shapes" else "real"]["min_freq"]
 
 
 def cmd_prepare(a) -> int:
@@ -94,6 +136,7 @@ def cmd_train(a) -> int:
     from .vocab import Vocab
 
     start = time.time()
+    _recipe(a)
     torch.manual_seed(a.seed)
     options = _options(a.dataset, a.root)
     train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
@@ -105,69 +148,118 @@ def cmd_train(a) -> int:
     checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
-    tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
-                     patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c)
+    tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
+                     patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c,
+                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)
     if a.resume and checkpoint.exists():
         print(f"resuming from {checkpoint} (delete it to train from scratch)")
-    print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}")
+    print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}; "
+          f"{a.epochs} cross-entropy epochs" + (f" then {a.scst_epochs} self-critical" if a.scst_epochs else "")
+          + f" at most (patience {a.patience})")
     history = trainer.fit(resume=a.resume)
     print(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")
     return 0
 
 
 def cmd_evaluate(a) -> int:
+    import shutil
+
     from .data import load_split
-    from .evaluate import attention_in_box, reference_ceiling
+    from .evaluate import attention_in_box, reference_ceiling, score_beams
     from .features import features_for
-    from .train import caption_all, score_captions
 
     decoder, vocab, meta, encoder, device = _trained(a)
     dataset = meta.get("dataset", a.dataset)
     split = load_split(dataset, a.split, **_options(dataset, a.root or meta.get("folder")))
-    store = features_for(split, encoder, device=a.device)
-    idx = store.valid()
-    captions = caption_all(decoder, store.features, idx, device, a.max_len, a.beam_size)   # decoded once
-    scores, hyps = score_captions(captions, vocab, [split.captions[i] for i in idx])
-    ceiling = reference_ceiling([split.captions[i] for i in idx])
-    print(f"{split.dataset}/{a.split}: {len(idx)} images, beam {a.beam_size}")
-    print(f"{'':10} {'model':>8} {'ceiling':>8} {'ratio':>6}")
-    for k in scores:
-        print(f"{k:10} {scores[k]:8.4f} {ceiling[k]:8.4f} {scores[k] / ceiling[k] if ceiling[k] > 0 else float('nan'):6.2f}")
+    n = min(a.limit or len(split), len(split))
+    store = features_for(split, encoder, upto=n, device=a.device)
+    idx = store.valid(n)
+    refs = [split.captions[i] for i in idx]
+    coco = {"auto": shutil.which("java") is not None, "coco": True, "bleu": False}[a.metrics]
+    scores, decoded = score_beams(decoder, vocab, store.features, idx, refs, a.beam_size, device, a.max_len,
+                                  a.length_norm, coco)
+    ceiling = reference_ceiling(refs)
+    metrics = list(scores[a.beam_size[0]])
+    source = "pycocoevalcap (PTB tokenizer)" if coco else "captionlib BLEU" + (
+        "; install Java for METEOR, ROUGE-L and CIDEr" if a.metrics == "auto" else "")
+    print(f"{split.dataset}/{a.split}: {len(idx)} images; scores from {source}"
+          + (f"; length normalisation {a.length_norm:g}" if a.length_norm else ""))
+    print(f"{'':9}" + "".join(f"{m:>9}" for m in metrics))
+    for k in a.beam_size:
+        print(f"{'beam ' + str(k):9}" + "".join(f"{scores[k][m]:9.4f}" for m in metrics))
+    print(f"{'ceiling':9}" + "".join(f"{ceiling[m]:9.4f}" if m in ceiling else f"{'':9}" for m in metrics)
+          + "   (each reference against the other ones, captionlib BLEU)")
+    first = decoded[a.beam_size[0]]
     if split.scenes is not None and decoder.config.attention:
         inside, uniform = [], []
-        for i, c in zip(idx, captions):
+        for i, c in zip(idx, first):
             for _, m, u in attention_in_box(split.scenes[i], vocab.decode(c.tokens, join=False), c.alphas.numpy(), encoder.grid):
                 inside.append(m)
                 uniform.append(u)
         print(f"attention in the named objects' boxes: {np.mean(inside):.3f} of the mass "
               f"(uniform attention: {np.mean(uniform):.3f}; {len(inside)} object words)")
-    for i in range(min(3, len(idx))):
-        print(f"  [{idx[i]}] {hyps[i]!r}   refs: {split.captions[idx[i]][:2]}")
+    for k in range(min(3, len(idx))):
+        print(f"  [{split.image_ids[idx[k]]}] {vocab.decode(first[k].tokens)!r}   refs: {split.captions[idx[k]][:2]}")
+    if a.json:
+        from .utils import atomic_write
+
+        report = {"dataset": split.dataset, "split": a.split, "images": len(idx), "metrics": source,
+                  "length_norm": a.length_norm, "max_len": a.max_len, "scores": {f"beam {k}": scores[k] for k in a.beam_size},
+                  "ceiling": ceiling, "checkpoint": str(a.checkpoint or "")}
+        atomic_write(a.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
+        print(f"scores written to {a.json}")
     return 0
 
 
+def _attention_figure(out: str, path: str, several: bool) -> Path:
+    """Where --attention writes the figure of `path`: OUT itself for one image, OUT-STEM.png for several."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{Path(path).stem}{out.suffix or '.png'}") if several else out
+
+
 def cmd_caption(a) -> int:
-    from .beam import beam_search
+    from .beam import END, beam_search
+    from .encoder import folded
     from .images import ImageLoadError, load_image
 
     decoder, vocab, _, encoder, device = _trained(a)
-    encoder = encoder.to(device).eval()
-    status = 0
+    if a.attention and not decoder.config.attention:
+        raise ValueError("--attention needs a Show-Attend-Tell model; this checkpoint is Show and Tell (no attention)")
+    encoder = folded(encoder.to(device).eval())
+    loaded, bad = [], []
     for path in a.images:
         try:
-            image = load_image(path)
+            loaded.append((path, load_image(path)))
         except ImageLoadError as e:
             print(f"error: {e}", file=sys.stderr)
-            status = 1
-            continue
+            bad.append(path)
+    for start in range(0, len(loaded), 16):                              # several images: one batch through both nets
+        chunk = loaded[start:start + 16]
         with torch.no_grad():
-            feats, _ = encoder(encoder.preprocess(image).to(device))
-        c = beam_search(decoder, feats, a.beam_size, a.max_len)[0]
-        print(f"{path}: {vocab.decode(c.tokens)}   (log p = {c.score:.2f})")
-    return status
+            feats, _ = encoder(encoder.preprocess([image for _, image in chunk]).to(device))   # (b, P, E)
+        for (path, image), c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len)):
+            words = vocab.decode(c.tokens, join=False)
+            cut = "" if c.tokens and c.tokens[-1] == END else f"   [cut at --max-len {a.max_len}: no <end> yet]"
+            print(f"{path}: {' '.join(words)}   (log p = {c.score:.2f}){cut}")
+            if a.attention:
+                import matplotlib
+
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+
+                from .viz import show_attention
+
+                target = _attention_figure(a.attention, path, len(a.images) > 1)
+                fig = show_attention(image, words, c.alphas.cpu().numpy(), cols=6)
+                fig.savefig(target, dpi=80)
+                plt.close(fig)
+                print(f"  attention per word: {target}")
+    if bad:
+        print(f"{len(bad)} of {len(a.images)} images could not be read: {', '.join(map(str, bad))}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,21 +274,30 @@ def main(argv: list[str] | None = None) -> int:
                             "resnet50/101[-s16] (weights from the torch hub cache)")
         s.add_argument("--grid", type=int, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
         s.add_argument("--device", default="auto")
-        s.add_argument("--checkpoint", help="default: data/cache/checkpoints/DATASET-BACKBONE.pt")
-        s.add_argument("--beam-size", type=int, default=3)
+        s.add_argument("--checkpoint", help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
+                       "evaluate: default that file; caption: default the shipped data/checkpoints/flickr8k-efficientnet-lite0.pt")
+        if name == "evaluate":
+            s.add_argument("--beam-size", type=int, nargs="+", default=[3], help="one or more, e.g. --beam-size 1 3 5")
+        else:
+            s.add_argument("--beam-size", type=int, default=3)
         s.add_argument("--max-len", type=int, default=20)
         if name == "train":
-            s.add_argument("--epochs", type=int, default=4)
-            s.add_argument("--batch-size", type=int, default=64)
-            s.add_argument("--lr", type=float, default=1e-3)
-            s.add_argument("--patience", type=int, default=3)
-            s.add_argument("--subset", type=int, default=2000,
-                           help="train on the first N training images (default 2000: about 4 minutes on a 2-core CPU; 0: all)")
-            s.add_argument("--min-freq", type=int, default=None, help="default: 1 for shapes, 5 for real datasets")
-            s.add_argument("--embed-dim", type=int, default=128)
-            s.add_argument("--hidden-dim", type=int, default=256)
-            s.add_argument("--attention-dim", type=int, default=128)
-            s.add_argument("--dropout", type=float, default=0.5)
+            recipe = lambda key: f"(default: {RECIPES['shapes'][key]} for shapes, {RECIPES['real'][key]} for real datasets)"  # noqa: E731
+            s.add_argument("--epochs", type=int, help="cross-entropy epochs " + recipe("epochs"))
+            s.add_argument("--batch-size", type=int, help=recipe("batch_size"))
+            s.add_argument("--lr", type=float, help="Adam's learning rate " + recipe("lr"))
+            s.add_argument("--lr-decay", type=float, help="the learning rate is multiplied by this after every epoch " + recipe("lr_decay"))
+            s.add_argument("--patience", type=int, help="epochs without a better val BLEU-4 before a phase stops " + recipe("patience"))
+            s.add_argument("--subset", type=int,
+                           help="train on the first N training images (0: all) " + recipe("subset"))
+            s.add_argument("--min-freq", type=int, help="keep words seen this often in training " + recipe("min_freq"))
+            s.add_argument("--embed-dim", type=int, help=recipe("embed_dim"))
+            s.add_argument("--hidden-dim", type=int, help=recipe("hidden_dim"))
+            s.add_argument("--attention-dim", type=int, help=recipe("attention_dim"))
+            s.add_argument("--dropout", type=float, help=recipe("dropout"))
+            s.add_argument("--scst-epochs", type=int,
+                           help="self-critical epochs after cross-entropy, optimising CIDEr-D (scst.py) " + recipe("scst_epochs"))
+            s.add_argument("--scst-lr", type=float, help=recipe("scst_lr"))
             s.add_argument("--sampling", default="none", choices=["none", "linear", "inverse_sigmoid"])
             s.add_argument("--alpha-c", type=float, default=None,
                            help="weight of the doubly stochastic attention penalty (default 1/P; 0 lets attention stay on one object)")
@@ -205,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--seed", type=int, default=0)
         if name == "evaluate":
             s.add_argument("--split", default="test")
+            s.add_argument("--limit", type=int, default=0, help="evaluate the first N images of the split (0: all)")
+            s.add_argument("--length-norm", type=float, default=0.0,
+                           help="rank finished beams by log p / length**L (0: plain log-probability)")
+            s.add_argument("--metrics", default="auto", choices=["auto", "coco", "bleu"],
+                           help="coco: pycocoevalcap's BLEU/METEOR/ROUGE-L/CIDEr (needs Java); bleu: captionlib's BLEU; "
+                                "auto: coco when Java is installed")
+            s.add_argument("--json", help="also write the scores to this file")
         if name == "caption":
             s.add_argument("images", nargs="+")
+            s.add_argument("--attention", metavar="OUT.png",
+                           help="also draw where the model looked for each word (several images: OUT-IMAGE.png each)")
         if name == "prepare":
             s.add_argument("--min-freq", type=int, default=None, help="default: 5 (1 for shapes)")
             s.add_argument("--subset", type=int, default=0, help="extract features of the first N images per split (0: all)")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import DATASETS, CaptionSplit
-from .images import load_image
+from .images import ImageLoadError, load_image
 from .vocab import tokenize
 
 __all__ = ["DatasetError", "Layout", "find_layout", "check_folder", "load_real", "SPLIT_SEED"]
@@ -206,7 +206,10 @@ class _Files:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return load_image(self.paths[i])
+        path = self.paths[i]
+        if not path.exists():   # it was there when the folder was checked
+            raise ImageLoadError(f"{path}: no such file any more; `captionlib prepare` lists what is missing from the dataset")
+        return load_image(path)
 
 
 def load_real(name: str, split: str, root: Path, folder: str | Path | None = None) -> CaptionSplit:

@@ -24,7 +24,7 @@ from .bleu import bleu_scores
 from .shapes import COLOURS, SHAPE_WORDS, PLURAL
 from .vocab import tokenize
 
-__all__ = ["reference_ceiling", "region_box_overlap", "attention_in_box", "object_mentions", "hallucination"]
+__all__ = ["reference_ceiling", "score_beams", "region_box_overlap", "attention_in_box", "object_mentions", "hallucination"]
 
 _SHAPE_OF = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
 _SHAPE_OF.update({PLURAL[w]: s for w, s in list(_SHAPE_OF.items())})
@@ -41,6 +41,31 @@ def reference_ceiling(captions: list) -> dict:
         refs = [[tokenize(r) for m, r in enumerate(c) if m != j] for c in captions]
         runs.append(bleu_scores(refs, hyps))
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+
+
+def score_beams(decoder, vocab, features, indices, references: list, beams=(1, 3, 5), device="cpu", max_len: int = 20,
+                length_norm: float = 0.0, coco: bool | None = None) -> tuple[dict, dict]:
+    """Caption images `indices` at each beam size and score them: the table papers report.
+
+    Args:
+        features: (N, P, E) array-like; references[k]: the reference strings of image indices[k].
+        coco: pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L and CIDEr (PTB tokenizer; needs Java) when True,
+            captionlib's BLEU-1..4 when False; None: coco when Java is installed.
+    Returns:
+        ({beam: {metric: score}}, {beam: [Caption per image]}).
+    """
+    import shutil
+
+    from .bleu import coco_metrics
+    from .train import caption_all, score_captions
+
+    coco = shutil.which("java") is not None if coco is None else coco
+    scores, decoded = {}, {}
+    for k in beams:
+        decoded[k] = caption_all(decoder, features, indices, device, max_len, k, length_norm=length_norm)
+        bleu, hyps = score_captions(decoded[k], vocab, references)
+        scores[k] = coco_metrics(references, hyps) if coco else bleu
+    return scores, decoded
 
 
 def region_box_overlap(box: tuple, grid: int, size: int) -> np.ndarray:

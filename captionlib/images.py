@@ -51,7 +51,8 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
     """
     path = Path(path)
     if data is None and not path.exists():
-        raise ImageLoadError(f"{path}: no such file. Check the path, or re-run `captionlib prepare` for the dataset.")
+        raise ImageLoadError(f"{path}: no such file. Check the path"
+                             + ("" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})") + ".")
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as img:
             img.load()  # decode now, inside the try, so truncation is caught here

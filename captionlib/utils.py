@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "data_root", "atomic_write", "atomic_save", "load_checkpoint"]
+__all__ = ["pick_device", "seed_everything", "data_root", "shipped_checkpoint", "atomic_write", "atomic_save", "load_checkpoint"]
+
+CHECKOUT = Path(__file__).resolve().parents[1]   # the course's folder, when captionlib runs from it
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -38,10 +40,16 @@ def data_root() -> Path:
     """Where datasets and caches live: $CAPTIONLIB_DATA, else the checkout's data/, else ~/.cache/captionlib."""
     if os.environ.get("CAPTIONLIB_DATA"):
         return Path(os.environ["CAPTIONLIB_DATA"]).expanduser()
-    checkout = Path(__file__).resolve().parents[1] / "data"
+    checkout = CHECKOUT / "data"
     if (checkout / "README.md").exists():
         return checkout
     return Path.home() / ".cache" / "captionlib"
+
+
+def shipped_checkpoint(dataset: str = "flickr8k", backbone: str = "efficientnet-lite0") -> Path:
+    """Where the course keeps the model it ships (data/checkpoints/DATASET-BACKBONE.pt in the checkout, with
+    its MODEL_CARD.md), whatever $CAPTIONLIB_DATA says; the file may not exist (a pip install without the course)."""
+    return CHECKOUT / "data" / "checkpoints" / f"{dataset}-{backbone}.pt"
 
 
 def atomic_write(path: str | Path, write) -> Path:
