@@ -4,6 +4,7 @@
     captionlib evaluate [--checkpoint PATH] [--split test] [--beam-size 3]
     captionlib caption IMAGE... [--checkpoint PATH] [--beam-size 3] [--attention out.png]
     captionlib prepare --dataset flickr8k --root PATH     (real data: check the folder, vocabulary, features)
+    captionlib export RUN.pt SMALL.pt [--scores val.json]  (float16 weights to share, no optimiser state)
 
 (also `python -m captionlib ...`). Features are extracted once and cached (data/cache/features).
 """
@@ -38,10 +39,10 @@ def _checkpoint(a) -> Path:
     `train` wrote for --dataset and --backbone, and `caption` the model that ships with the course."""
     from .utils import shipped_checkpoint
 
-    if a.checkpoint:
-        return Path(a.checkpoint)
     own, shipped = _default_checkpoint(a.dataset, a.backbone), shipped_checkpoint()
-    if a.cmd == "evaluate" and own.exists():
+    if a.checkpoint:
+        choice = Path(a.checkpoint)
+    elif a.cmd == "evaluate" and own.exists():
         choice = own
     elif shipped.exists():
         choice = shipped
@@ -262,6 +263,15 @@ def cmd_caption(a) -> int:
     return 1 if bad else 0
 
 
+def cmd_export(a) -> int:
+    from .train import export_model
+
+    notes = json.loads(Path(a.scores).read_text()) if a.scores else None
+    out = export_model(a.checkpoint, a.out, notes)
+    print(f"{out}: {out.stat().st_size / 2 ** 20:.1f} MB (float16 best weights, vocabulary, configs; no optimiser state)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="captionlib", description="Train, evaluate and run a Show-Attend-Tell captioner.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -321,9 +331,14 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--min-freq", type=int, default=None, help="default: 5 (1 for shapes)")
             s.add_argument("--subset", type=int, default=0, help="extract features of the first N images per split (0: all)")
             s.add_argument("--no-features", action="store_true", help="only check the folder and build the vocabulary")
+    e = sub.add_parser("export", help="a checkpoint to share: float16 best weights, without the optimiser state")
+    e.add_argument("checkpoint", help="a checkpoint `captionlib train` wrote")
+    e.add_argument("out", help="where to write the small one")
+    e.add_argument("--scores", help="a JSON file (`captionlib evaluate --json`) to keep with it")
     a = p.parse_args(argv)
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "prepare": cmd_prepare}[a.cmd](a)
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "prepare": cmd_prepare,
+                "export": cmd_export}[a.cmd](a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -31,7 +31,8 @@ from .decoder import DecoderConfig, build_decoder
 from .utils import atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "sampling_prob", "penalty_weight", "Trainer", "load_model", "caption_all", "score_captions", "evaluate_bleu"]
+__all__ = ["TrainConfig", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
+           "score_captions", "evaluate_bleu"]
 
 
 @dataclass
@@ -306,6 +307,20 @@ class Trainer:
         self.save()
 
 
+def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = None) -> Path:
+    """A checkpoint to ship: the best weights in float16, with the vocabulary, configs, metadata and history,
+    without the optimiser state (about a quarter of the training checkpoint). Loads with `load_model`, with
+    weights_only=True like every checkpoint. `notes`: plain data to keep with it (e.g. the scores)."""
+    s = load_checkpoint(checkpoint)
+    weights = s.get("best_model") or s["model"]
+    history = {k: v for k, v in s.get("history", {}).items() if k != "step_loss"}   # per-epoch curves only
+    release = {"model": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
+               "decoder_config": s["decoder_config"], "vocab": s["vocab"], "train_config": s.get("train_config", {}),
+               "meta": s.get("meta", {}), "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
+               "format": "captionlib-release"}
+    return atomic_save(release, out)
+
+
 def load_model(path: str | Path, device: str = "auto"):
     """A trained decoder from a checkpoint (best weights), with its vocabulary and metadata."""
     s = load_checkpoint(path)
@@ -317,7 +332,7 @@ def load_model(path: str | Path, device: str = "auto"):
     if config.vocab_size != len(vocab):
         raise ValueError(f"{path}: the model expects {config.vocab_size} words but the vocabulary has {len(vocab)}")
     decoder = build_decoder(config)
-    try:
+    try:   # float16 weights (a shipped model) are copied into the float32 parameters
         decoder.load_state_dict(s.get("best_model") or s["model"])
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit the decoder described in the checkpoint: {e}") from e

@@ -82,3 +82,57 @@ def test_caption_command_uses_the_encoder_the_checkpoint_names(tmp_path, capsys)
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert main(["caption", "x.jpg", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "captionlib train" in capsys.readouterr().err
+
+
+def test_caption_uses_the_shipped_model_unless_asked_and_says_which(tmp_path, capsys, monkeypatch):
+    import captionlib.utils as utils
+
+    shipped = _checkpoint(tmp_path)
+    monkeypatch.setattr(utils, "shipped_checkpoint", lambda *a, **k: shipped)
+    own = tmp_path / "data" / "cache" / "checkpoints" / "shapes-efficientnet-lite0.pt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(shipped.read_bytes())
+    monkeypatch.setenv("CAPTIONLIB_DATA", str(tmp_path / "data"))
+    Image.new("RGB", (90, 60), (200, 20, 20)).save(tmp_path / "photo.jpg")
+    assert main(["caption", str(tmp_path / "photo.jpg"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"checkpoint: {shipped}" in err and f"pass --checkpoint {own}" in err
+
+
+def test_caption_batches_several_images_writes_attention_figures_and_notes_cut_captions(tmp_path, capsys):
+    ck = _checkpoint(tmp_path)
+    paths = []
+    for k, colour in enumerate([(200, 20, 20), (20, 20, 200), (20, 200, 20)]):
+        paths.append(str(tmp_path / f"p{k}.jpg"))
+        Image.new("RGB", (64 + k, 48), colour).save(paths[-1])
+    alone = []
+    for p in paths:                                                    # one at a time: the same captions as batched
+        assert main(["caption", p, "--checkpoint", str(ck), "--device", "cpu", "--max-len", "3"]) == 0
+        alone.append(capsys.readouterr().out.splitlines()[0])
+    assert main(["caption", *paths, "--checkpoint", str(ck), "--device", "cpu", "--max-len", "3",
+                 "--attention", str(tmp_path / "att.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if not line.startswith("  attention")] == alone
+    for k in range(3):
+        assert (tmp_path / f"att-p{k}.png").stat().st_size > 1000
+    # 3 tokens: a caption of 3 words has no room for <end>, so it was cut, and says so; a shorter one ended
+    words = [line.split(": ", 1)[1].split("   (log p")[0].split() for line in alone]
+    assert all(("cut at --max-len 3" in line) == (len(w) == 3) for line, w in zip(alone, words))
+    assert any(len(w) == 3 for w in words)
+
+
+def test_export_makes_a_small_float16_checkpoint_that_loads_with_weights_only(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from captionlib.train import load_model
+
+    ck = _checkpoint(tmp_path)
+    (tmp_path / "scores.json").write_text(json.dumps({"scores": {"beam 3": {"BLEU-4": 0.25}}}))
+    assert main(["export", str(ck), str(tmp_path / "small.pt"), "--scores", str(tmp_path / "scores.json")]) == 0
+    raw = torch.load(tmp_path / "small.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
+    assert raw["notes"]["scores"]["beam 3"]["BLEU-4"] == 0.25 and "optimizer" not in raw
+    decoder, vocab, _ = load_model(tmp_path / "small.pt", device="cpu")
+    assert next(decoder.parameters()).dtype == torch.float32 and len(vocab) == raw["decoder_config"]["vocab_size"]
