@@ -4,6 +4,8 @@
     python -m captionlib.course check              # exit 1 if lessons/ is stale
     python -m captionlib.course workspace          # lessons/ -> work/, the learner's copies (make lab does it)
     python -m captionlib.course run [-p NAME VALUE]... [--out DIR] [NOTEBOOK...]
+        e.g. -p dataset flickr8k -p root ../shared/datasets/flickr8k (a relative root or checkpoint is taken
+        from where you type the command, not from the notebook's folder)
 
 `solutions/NN_topic.ipynb` is the single source. In a student copy every code between
 `### BEGIN SOLUTION` and `### END SOLUTION` becomes `# YOUR CODE HERE` + `raise NotImplementedError()`
@@ -178,11 +180,17 @@ def workspace(lessons: Path = REPO / "lessons", work: Path = REPO / "work") -> l
     return copied
 
 
-def _value(text: str):
+PATH_PARAMETERS = ("root", "checkpoint")   # paths: given relative to where `run` is typed, not to the notebook
+
+
+def _value(name: str, text: str):
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text  # a bare string such as cuda or shapes
+        value = text  # a bare string such as cuda or shapes
+    if name in PATH_PARAMETERS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        value = str(Path(value).expanduser().resolve())   # notebooks run in their own folder
+    return value
 
 
 def run(notebooks: list[Path], parameters: dict, out: Path, kernel: str = "python3") -> list[tuple]:
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"work/{n}: your copy of lessons/{n}" for n in copied) or "work/ has every lesson")
         return 0
     notebooks = args.notebooks or sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
-    params = {k: _value(v) for k, v in args.p}
+    params = {k: _value(k, v) for k, v in args.p}
     rows = run([Path(n).resolve() for n in notebooks], params, args.out)
     print(f"\n{'notebook':<40} {'status':<10} minutes")
     for name, status, minutes in rows:

@@ -8,6 +8,11 @@ Lessons 04 and 07 use it.
 * **Attention in box.** For each generated word that names a colour or shape present in a shapes
   scene, the attention mass that falls inside the boxes of the objects it can name. Uniform
   attention would put mass equal to the boxes' share of the image there, so we report both.
+* **Mentions the references do not back (real photos).** Real datasets have no object labels
+  here, so the references stand in for the truth: for a class of words (gender, colour, number,
+  frequent objects), how often the model names a word of that class that none of the image's
+  references uses (synonyms grouped: "man"/"guy", "dog"/"dogs"). References miss things, so this
+  over-counts a little; it is a way to find failure cases, not a precise error rate.
 * **Hallucination (CHAIR).** Rohrbach et al. 2018, "Object Hallucination in Image Captioning":
   of the objects a caption names, how many are not in the image (CHAIR_i), and how many captions
   name at least one such object (CHAIR_s). On shapes an object is a (colour, shape) pair and the
@@ -24,7 +29,23 @@ from .bleu import bleu_scores
 from .shapes import COLOURS, SHAPE_WORDS, PLURAL
 from .vocab import tokenize
 
-__all__ = ["reference_ceiling", "score_beams", "region_box_overlap", "attention_in_box", "object_mentions", "hallucination"]
+__all__ = ["reference_ceiling", "score_beams", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
+           "object_mentions", "hallucination"]
+
+# Word classes for `unsupported_mentions`, each a list of synonym groups (frequent words of Flickr8k's captions).
+WORD_CLASSES = {
+    "gender": [{"man", "men", "boy", "boys", "guy", "guys", "gentleman", "he", "his", "him"},
+               {"woman", "women", "girl", "girls", "lady", "ladies", "she", "her"}],
+    "colour": [{"red"}, {"blue"}, {"green"}, {"yellow"}, {"black"}, {"white"}, {"brown"}, {"orange"}, {"pink"},
+               {"purple"}, {"gray", "grey"}, {"tan"}],
+    "number": [{"two"}, {"three"}, {"four"}, {"five"}, {"group", "crowd", "several", "many"}],
+    "object": [{w, w + "s"} for w in ("dog", "ball", "bike", "rock", "camera", "hat", "jacket", "toy", "wall", "building",
+                                      "stick", "skateboard", "car", "tree", "baby", "bench", "helmet", "fence", "frisbee",
+                                      "boat", "motorcycle", "rope", "swing", "ramp", "table", "bicycle", "horse", "sign",
+                                      "flag", "bag", "umbrella", "guitar", "bird", "cat", "sheep", "cow", "bus")]
+              + [{w} for w in ("water", "grass", "snow", "beach", "pool", "ocean", "sand", "mountain", "lake", "street",
+                               "field", "road", "sidewalk", "hill", "park", "river", "waves")],
+}
 
 _SHAPE_OF = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
 _SHAPE_OF.update({PLURAL[w]: s for w, s in list(_SHAPE_OF.items())})
@@ -66,6 +87,33 @@ def score_beams(decoder, vocab, features, indices, references: list, beams=(1, 3
         bleu, hyps = score_captions(decoded[k], vocab, references)
         scores[k] = coco_metrics(references, hyps) if coco else bleu
     return scores, decoded
+
+
+def unsupported_mentions(hypotheses: list, references: list, classes: dict | None = None) -> dict:
+    """For each word class: how many captions name one of its words, and how many name one no reference backs.
+
+    Args:
+        hypotheses: token lists, one per image; references[k]: the token lists of image k.
+        classes: {name: [synonym group (set of words), ...]} (default WORD_CLASSES).
+    Returns:
+        {name: {"captions": n naming a word of the class, "unsupported": n of those with a group no
+        reference uses, "rate": their ratio, "examples": [(k, words named without support)]}}
+    """
+    out = {}
+    for name, groups in (classes or WORD_CLASSES).items():
+        naming, wrong, examples = 0, 0, []
+        for k, (hyp, refs) in enumerate(zip(hypotheses, references)):
+            said = [g for g in groups if g & set(hyp)]
+            if not said:
+                continue
+            naming += 1
+            backed = set().union(*map(set, refs))
+            missing = [sorted(g & set(hyp))[0] for g in said if not g & backed]
+            if missing:
+                wrong += 1
+                examples.append((k, missing))
+        out[name] = {"captions": naming, "unsupported": wrong, "rate": wrong / max(naming, 1), "examples": examples}
+    return out
 
 
 def region_box_overlap(box: tuple, grid: int, size: int) -> np.ndarray:

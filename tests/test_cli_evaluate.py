@@ -136,3 +136,17 @@ def test_export_makes_a_small_float16_checkpoint_that_loads_with_weights_only(tm
     assert raw["notes"]["scores"]["beam 3"]["BLEU-4"] == 0.25 and "optimizer" not in raw
     decoder, vocab, _ = load_model(tmp_path / "small.pt", device="cpu")
     assert next(decoder.parameters()).dtype == torch.float32 and len(vocab) == raw["decoder_config"]["vocab_size"]
+
+
+def test_unsupported_mentions_groups_synonyms_and_counts_per_caption():
+    from captionlib.evaluate import unsupported_mentions
+
+    refs = [[["a", "woman", "with", "a", "dog"], ["a", "lady", "and", "her", "dogs"]],
+            [["two", "boys", "on", "grass"], ["kids", "in", "a", "field"]]]
+    hyps = [["a", "man", "with", "a", "red", "dog"],                    # gender wrong, colour unsupported, dog backed
+            ["two", "guys", "on", "the", "grass", "with", "a", "ball"]]   # gender backed ("boys"), number backed, ball not
+    got = unsupported_mentions(hyps, refs)
+    assert got["gender"]["captions"] == 2 and got["gender"]["unsupported"] == 1 and got["gender"]["examples"] == [(0, ["man"])]
+    assert got["colour"] == {"captions": 1, "unsupported": 1, "rate": 1.0, "examples": [(0, ["red"])]}
+    assert got["number"]["unsupported"] == 0 and got["number"]["captions"] == 1
+    assert got["object"]["captions"] == 2 and got["object"]["examples"] == [(1, ["ball"])]
