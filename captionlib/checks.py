@@ -105,7 +105,7 @@ def _call(fn: Callable, args: tuple) -> Any:
 
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
-          properties: Sequence[Callable] = ()) -> Result:
+          properties: Sequence[Callable] = (), errors: dict | None = None) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
@@ -113,6 +113,8 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         hints: functions (args, learner_output) -> a diagnosis or None, tried when no Mistake matches.
         properties: functions (fn) -> a diagnosis or None, run once the values are right, for what
             equal values cannot show (e.g. a gradient that must not flow).
+        errors: {exception type: function (exception, args) -> what it means here}, for exceptions a
+            typical mistake raises (e.g. a KeyError for a word the vocabulary does not know).
     """
     outputs = []
     for k, args in enumerate(cases):
@@ -122,7 +124,10 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             return Result(name, NOT_DONE, "not done yet: replace `raise NotImplementedError` with your code. "
                                           "The notebook continues with the reference implementation.")
         except Exception as e:  # the learner's bug, reported rather than raised
-            return Result(name, WRONG, f"raised {type(e).__name__}: {e} (on test input {k + 1} of {len(cases)})")
+            explain = next((f for t, f in (errors or {}).items() if isinstance(e, t)), None)
+            said = f"raised {type(e).__name__}: {e} (on test input {k + 1} of {len(cases)})"
+            return Result(name, WRONG, f"{said}: {explain(e, args)}" if explain else said,
+                          diagnosis=explain(e, args) if explain else None)
         outputs.append(got)
     expected = [normalize(_call(reference, args)) for args in cases]
     problems = [(k, describe_difference(e, g, atol, rtol)) for k, (e, g) in enumerate(zip(expected, outputs))]

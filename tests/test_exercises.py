@@ -318,3 +318,14 @@ def test_l06_collect_finished_mistakes(capsys):
 
     assert "keep expanding" in verdict(capsys, l06.check_collect_finished, still_expanding, l06.collect_finished)
     assert "no length normalisation" in verdict(capsys, l06.check_collect_finished, raw_scores, l06.collect_finished)
+
+
+def test_l00_encode_that_indexes_the_vocabulary_directly_is_told_about_unk(capsys):
+    from captionlib.exercises import l00
+    from captionlib.vocab import tokenize
+
+    def direct(caption, word_to_idx):
+        return [word_to_idx["<start>"]] + [word_to_idx[w] for w in tokenize(caption)] + [word_to_idx["<end>"]]
+
+    out = verdict(capsys, l00.check_encode, direct, l00.encode)
+    assert "raised KeyError: 'purple'" in out and "map them to <unk>" in out and "word_to_idx.get" in out

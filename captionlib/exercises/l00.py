@@ -101,7 +101,9 @@ def check_encode(fn):
         Mistake("unknown words are dropped: map them to <unk> so the caption keeps its length and structure", _drop_unknown),
         Mistake("the caption is not tokenized: use tokenize(caption) to lower-case and strip punctuation first", _encode_no_tokenize),
     ]
-    return checked("encode", fn, encode, cases, mistakes=mistakes)
+    unknown = {KeyError: lambda e, args: (f"{e} in {args[0]!r} is not in the vocabulary. Unknown words must not crash "
+                                            "encoding: map them to <unk>, e.g. word_to_idx.get(w, word_to_idx['<unk>'])")}
+    return checked("encode", fn, encode, cases, mistakes=mistakes, errors=unknown)
 
 
 def _no_stop(ids, idx_to_word):
