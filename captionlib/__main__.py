@@ -193,6 +193,11 @@ def cmd_evaluate(a) -> int:
         print(f"{'beam ' + str(k):9}" + "".join(f"{scores[k][m]:9.4f}" for m in metrics))
     print(f"{'ceiling':9}" + "".join(f"{ceiling[m]:9.4f}" if m in ceiling else f"{'':9}" for m in metrics)
           + "   (each reference against the other ones, captionlib BLEU)")
+    if a.split == "test":
+        from .evaluate import PUBLISHED
+
+        for name, published in PUBLISHED.get(split.dataset, {}).items():
+            print(f"{'':9}" + "".join(f"{published[m]:9.4f}" if m in published else f"{'':9}" for m in metrics) + f"   {name}")
     first = decoded[a.beam_size[0]]
     if split.scenes is not None and decoder.config.attention:
         inside, uniform = [], []
@@ -204,12 +209,27 @@ def cmd_evaluate(a) -> int:
               f"(uniform attention: {np.mean(uniform):.3f}; {len(inside)} object words)")
     for k in range(min(3, len(idx))):
         print(f"  [{split.image_ids[idx[k]]}] {vocab.decode(first[k].tokens)!r}   refs: {split.captions[idx[k]][:2]}")
+    failures = None
+    if a.failures:
+        from .evaluate import unsupported_mentions
+        from .vocab import tokenize
+
+        hyps = [vocab.decode(c.tokens, join=False) for c in first]
+        failures = unsupported_mentions(hyps, [[tokenize(r) for r in refs_k] for refs_k in refs])
+        print(f"words no reference backs (beam {a.beam_size[0]}; the references stand in for the truth):")
+        for name, f in failures.items():
+            print(f"  {name:7} {f['unsupported']:4} of {f['captions']:4} captions naming one ({f['rate']:.1%}), e.g.")
+            for k, words in f["examples"][:3]:
+                print(f"          [{split.image_ids[idx[k]]}] {' '.join(hyps[k])!r}: {', '.join(words)}")
     if a.json:
         from .utils import atomic_write
 
         report = {"dataset": split.dataset, "split": a.split, "images": len(idx), "metrics": source,
                   "length_norm": a.length_norm, "max_len": a.max_len, "scores": {f"beam {k}": scores[k] for k in a.beam_size},
                   "ceiling": ceiling, "checkpoint": str(a.checkpoint or "")}
+        if failures is not None:
+            report["failures"] = {n: {**f, "examples": [[split.image_ids[idx[k]], " ".join(vocab.decode(first[k].tokens, join=False)), w]
+                                                       for k, w in f["examples"][:10]]} for n, f in failures.items()}
         atomic_write(a.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
         print(f"scores written to {a.json}")
     return 0
@@ -323,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="coco: pycocoevalcap's BLEU/METEOR/ROUGE-L/CIDEr (needs Java); bleu: captionlib's BLEU; "
                                 "auto: coco when Java is installed")
             s.add_argument("--json", help="also write the scores to this file")
+            s.add_argument("--failures", action="store_true",
+                           help="also count gender, colour, number and object words that no reference backs, with examples")
         if name == "caption":
             s.add_argument("images", nargs="+")
             s.add_argument("--attention", metavar="OUT.png",

@@ -29,8 +29,16 @@ from .bleu import bleu_scores
 from .shapes import COLOURS, SHAPE_WORDS, PLURAL
 from .vocab import tokenize
 
-__all__ = ["reference_ceiling", "score_beams", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
+__all__ = ["reference_ceiling", "score_beams", "PUBLISHED", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
            "object_mentions", "hallucination"]
+
+# Published test scores to compare with, same metrics (pycocoevalcap): Xu et al. 2015, Table 1.
+PUBLISHED = {
+    "flickr8k": {
+        "Xu et al. 2015, soft attention": {"BLEU-1": 0.670, "BLEU-2": 0.448, "BLEU-3": 0.299, "BLEU-4": 0.195, "METEOR": 0.1893},
+        "Xu et al. 2015, hard attention": {"BLEU-1": 0.670, "BLEU-2": 0.457, "BLEU-3": 0.314, "BLEU-4": 0.213, "METEOR": 0.2030},
+    },
+}
 
 # Word classes for `unsupported_mentions`, each a list of synonym groups (frequent words of Flickr8k's captions).
 WORD_CLASSES = {
