@@ -76,9 +76,9 @@ def _options(dataset: str, root: str | None) -> dict:
 # real datasets: the recipe selected on Flickr8k's val split (data/checkpoints/MODEL_CARD.md has the runs).
 RECIPES = {
     "shapes": dict(epochs=4, batch_size=64, lr=1e-3, lr_decay=0.9, patience=3, subset=2000, min_freq=1, embed_dim=128,
-                   hidden_dim=256, attention_dim=128, dropout=0.5, scst_epochs=0, scst_lr=2e-5),
+                   hidden_dim=256, attention_dim=128, dropout=0.5, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
     "real": dict(epochs=12, batch_size=64, lr=4e-4, lr_decay=0.9, patience=3, subset=0, min_freq=5, embed_dim=256,
-                 hidden_dim=512, attention_dim=256, dropout=0.5, scst_epochs=0, scst_lr=2e-5),
+                 hidden_dim=512, attention_dim=256, dropout=0.5, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
 }
 
 
@@ -151,7 +151,7 @@ def cmd_train(a) -> int:
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
                      patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c,
-                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr)
+                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta)
@@ -328,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--scst-epochs", type=int,
                            help="self-critical epochs after cross-entropy, optimising CIDEr-D (scst.py) " + recipe("scst_epochs"))
             s.add_argument("--scst-lr", type=float, help=recipe("scst_lr"))
+            s.add_argument("--scst-meteor", type=float,
+                           help="self-critical reward = CIDEr-D + this x METEOR's exact-match core (meteor.py) " + recipe("scst_meteor"))
             s.add_argument("--sampling", default="none", choices=["none", "linear", "inverse_sigmoid"])
             s.add_argument("--alpha-c", type=float, default=None,
                            help="weight of the doubly stochastic attention penalty (default 1/P; 0 lets attention stay on one object)")

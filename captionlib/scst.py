@@ -10,6 +10,8 @@ REINFORCE gradient of the expected score (Williams, 1992; Rennie et al. eq. 6-7)
 
     ∇ E[r(w)] ≈ (r(w^s) - b) ∇ log p(w^s | I)
 
+The reward r is CIDEr-D, plus (with `meteor` > 0) that much of METEOR's exact-match core (`meteor.py`):
+CIDEr-D alone shortens captions, and METEOR, which weighs recall 9:1 (its α = 0.85), then falls.
 The baseline b makes it "self-critical": the model's captions compete with the model itself. Rennie et
 al. use the reward of the greedy caption; we use the mean reward of the *other* samples of the same image
 (Luo, 2020, "A Better Variant of Self-Critical Sequence Training"), which needs no extra decoding.
@@ -19,14 +21,36 @@ Shapes: B images, K samples per image, T tokens, P regions, E encoder dim, V voc
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .beam import PAD, START, sample
 from .cider import CiderD
+from .meteor import meteor_exact
 from .vocab import Vocab
 
-__all__ = ["sample_captions", "self_critical_advantage", "sequence_logprob", "scst_loss"]
+__all__ = ["Reward", "sample_captions", "self_critical_advantage", "sequence_logprob", "scst_loss"]
+
+
+class Reward:
+    """r(caption) = CIDEr-D + meteor * METEOR-exact, against the references of the caption's image.
+
+    Args:
+        references: references[i] = the reference token lists of image i (also CIDEr-D's corpus).
+    Called with (image indices, captions as token lists), returns one reward per caption.
+    """
+
+    def __init__(self, references: Sequence[Sequence[Sequence[str]]], meteor: float = 0.0):
+        self.references, self.meteor, self.cider = references, meteor, CiderD(references)
+
+    def __call__(self, images: Sequence[int], captions: Sequence[Sequence[str]]) -> np.ndarray:
+        r = self.cider.scores(images, captions)
+        if self.meteor:
+            r = r + self.meteor * np.array([meteor_exact(c, self.references[int(i)]) for i, c in zip(images, captions)])
+        return r
 
 
 def sample_captions(decoder, features: torch.Tensor, k: int, max_len: int,
@@ -68,12 +92,13 @@ def sequence_logprob(decoder, features: torch.Tensor, captions: torch.Tensor, pa
     return logp.masked_fill(targets == pad_idx, 0.0).sum(dim=1)
 
 
-def scst_loss(decoder, features: torch.Tensor, image_ids, cider: CiderD, vocab: Vocab, k: int = 5, max_len: int = 16,
+def scst_loss(decoder, features: torch.Tensor, image_ids, reward: Callable, vocab: Vocab, k: int = 5, max_len: int = 16,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
     """One self-critical step's loss for a batch of images, and the mean reward of its samples.
 
     Args:
-        features: (B, P, E); image_ids: (B,) each image's index into `cider`'s references.
+        features: (B, P, E); image_ids: (B,) each image's index into the reward's references.
+        reward: (image indices, token lists) -> rewards, e.g. a `Reward` or `CiderD(...).scores`.
     The decoder should be in eval mode (no dropout), so that the sampled captions' probabilities are
     the ones differentiated.
     """
@@ -83,7 +108,7 @@ def scst_loss(decoder, features: torch.Tensor, image_ids, cider: CiderD, vocab: 
         captions, tokens = sample_captions(decoder, features, k, max_len, generator)
     words = [vocab.decode(t, join=False) for t in tokens]
     ids = [int(i) for i in image_ids for _ in range(k)]
-    rewards = torch.as_tensor(cider.scores(ids, words), dtype=torch.float32, device=features.device)   # (B*K,)
+    rewards = torch.as_tensor(reward(ids, words), dtype=torch.float32, device=features.device)   # (B*K,)
     advantage = self_critical_advantage(rewards, k)
     logp = sequence_logprob(decoder, features.repeat_interleave(k, dim=0), captions)   # (B*K,)
     return -(advantage * logp).mean(), float(rewards.mean())

@@ -57,6 +57,7 @@ class TrainConfig:
     scst_samples: int = 5           # captions sampled per image (each one's baseline: the mean of the others)
     scst_images: int = 16           # images per step (x scst_samples captions)
     scst_max_len: int = 16          # longest sampled caption
+    scst_meteor: float = 0.0        # reward = CIDEr-D + this x METEOR's exact-match core (meteor.py; 0: CIDEr-D alone)
 
 
 def sampling_prob(config: TrainConfig, epoch: int) -> float:
@@ -143,7 +144,7 @@ class Trainer:
         self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": [],
                         "phase": [], "scst_reward": []}
         self.best_bleu, self.best_state, self.bad_epochs = -1.0, None, 0
-        self.phase, self.cider = "xe", None                                # "xe" (teacher forcing), then "scst"
+        self.phase, self.reward = "xe", None                               # "xe" (teacher forcing), then "scst"
 
     # ------------------------------------------------------------ checkpoints
 
@@ -226,7 +227,7 @@ class Trainer:
                 else:
                     reward = self.scst_step(b)
                     self.history["scst_reward"].append(reward)
-                    bar.set_postfix(cider=f"{reward:.3f}")
+                    bar.set_postfix(reward=f"{reward:.3f}")
                 self.step_in_epoch += 1
                 self.global_step += 1
                 bar.update(1)
@@ -246,7 +247,7 @@ class Trainer:
 
     def _enter_scst(self, from_best: bool = True) -> None:
         """Start the self-critical phase: the best cross-entropy weights, a fresh Adam at scst_lr, patience anew."""
-        from .cider import CiderD
+        from .scst import Reward
 
         if from_best and self.best_state is not None:
             self.decoder.load_state_dict(self.best_state)
@@ -255,7 +256,7 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=1.0)
         self.images = sorted({i for i, _ in self.pairs.pairs})            # the training images, CIDEr-D's corpus
         captions = self.pairs.captions
-        self.cider = CiderD([[tokenize(c) for c in captions[i]] for i in self.images])
+        self.reward = Reward([[tokenize(c) for c in captions[i]] for i in self.images], self.config.scst_meteor)
 
     def _image_batches(self, epoch: int) -> list:
         """This epoch's batches of positions in self.images, a permutation that depends only on (seed, epoch)."""
@@ -265,14 +266,14 @@ class Trainer:
         return [order[i:i + n] for i in range(0, len(order), n)]
 
     def scst_step(self, positions: list) -> float:
-        """One self-critical step on the training images at `positions`; returns their samples' mean CIDEr-D."""
+        """One self-critical step on the training images at `positions`; returns their samples' mean reward."""
         from .scst import scst_loss
 
         cfg = self.config
         self.decoder.eval()                        # no dropout: the sampled captions' own probabilities are differentiated
         feats = torch.from_numpy(np.asarray(self.pairs.features[[self.images[k] for k in positions]], dtype=np.float32))
         g = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
-        loss, reward = scst_loss(self.decoder, feats.to(self.device), positions, self.cider, self.vocab,
+        loss, reward = scst_loss(self.decoder, feats.to(self.device), positions, self.reward, self.vocab,
                                  cfg.scst_samples, cfg.scst_max_len, g)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -299,7 +300,7 @@ class Trainer:
             self.bad_epochs += 1
         if progress:
             done = f"train loss {h['train_loss'][-1]:.3f}" if xe else \
-                f"self-critical, mean sample CIDEr-D {np.mean(h['scst_reward'][-n_batches:]):.3f}"
+                f"self-critical, mean sample reward {np.mean(h['scst_reward'][-n_batches:]):.3f}"
             print(f"epoch {self.epoch + 1}: {done}, val BLEU-4 {scores['BLEU-4']:.3f}"
                   f"{' (best)' if self.bad_epochs == 0 else ''}", flush=True)
         self.schedule.step()

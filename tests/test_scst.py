@@ -1,4 +1,5 @@
 """Self-critical training: the pieces of the policy gradient, each against a direct computation."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ def test_a_step_makes_the_better_samples_likelier():
     rewards = torch.tensor(cider.scores([i for i in range(3) for _ in range(4)], [vocab.decode(t, join=False) for t in tokens]))
     adv = self_critical_advantage(rewards.float(), 4)
     before = sequence_logprob(dec, feats.repeat_interleave(4, 0), caps).detach()
-    loss, mean_reward = scst_loss(dec, feats, [0, 1, 2], cider, vocab, k=4, max_len=6, generator=g)
+    loss, mean_reward = scst_loss(dec, feats, [0, 1, 2], cider.scores, vocab, k=4, max_len=6, generator=g)
     assert abs(mean_reward - rewards.mean().item()) < 1e-6                # the same samples (same generator seed)
     loss.backward()
     with torch.no_grad():
@@ -72,4 +73,15 @@ def test_a_step_makes_the_better_samples_likelier():
 def test_one_sample_per_image_is_refused():
     dec, vocab, feats = _model()
     with pytest.raises(ValueError, match="k must be >= 2"):
-        scst_loss(dec, feats, [0, 1, 2], CiderD([[["a"]]] * 3), vocab, k=1)
+        scst_loss(dec, feats, [0, 1, 2], CiderD([[["a"]]] * 3).scores, vocab, k=1)
+
+
+def test_the_reward_adds_the_meteor_part_when_asked():
+    from captionlib.meteor import meteor_exact
+    from captionlib.scst import Reward
+
+    refs = [[["a", "red", "circle"], ["one", "red", "ball"]], [["a", "blue", "square"]]]
+    caps = [["a", "red", "ball"], ["a", "square"]]
+    plain, mixed = Reward(refs)([0, 1], caps), Reward(refs, meteor=2.0)([0, 1], caps)
+    assert np.allclose(plain, CiderD(refs).scores([0, 1], caps))
+    assert np.allclose(mixed - plain, [2 * meteor_exact(c, refs[i]) for i, c in enumerate(caps)])
