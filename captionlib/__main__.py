@@ -4,7 +4,7 @@
     captionlib evaluate [--checkpoint PATH] [--split test] [--beam-size 3]
     captionlib caption IMAGE... [--checkpoint PATH] [--beam-size 3] [--attention out.png]
     captionlib prepare --dataset flickr8k --root PATH     (real data: check the folder, vocabulary, features)
-    captionlib export RUN.pt SMALL.pt [--scores val.json]  (float16 weights to share, no optimiser state)
+    captionlib export RUN.pt SMALL.pt [--scores val.json test.json] [--length-norm L]  (float16, no optimiser state)
 
 (also `python -m captionlib ...`). Features are extracted once and cached (data/cache/features).
 """
@@ -173,6 +173,8 @@ def cmd_evaluate(a) -> int:
     from .features import features_for
 
     decoder, vocab, meta, encoder, device = _trained(a)
+    if a.length_norm is None:
+        a.length_norm = meta.get("length_norm", 0.0)                     # what the model was selected with
     dataset = meta.get("dataset", a.dataset)
     split = load_split(dataset, a.split, **_options(dataset, a.root or meta.get("folder")))
     n = min(a.limit or len(split), len(split))
@@ -246,7 +248,8 @@ def cmd_caption(a) -> int:
     from .encoder import folded
     from .images import ImageLoadError, load_image
 
-    decoder, vocab, _, encoder, device = _trained(a)
+    decoder, vocab, meta, encoder, device = _trained(a)
+    length_norm = meta.get("length_norm", 0.0) if a.length_norm is None else a.length_norm
     if a.attention and not decoder.config.attention:
         raise ValueError("--attention needs a Show-Attend-Tell model; this checkpoint is Show and Tell (no attention)")
     encoder = folded(encoder.to(device).eval())
@@ -261,10 +264,11 @@ def cmd_caption(a) -> int:
         chunk = loaded[start:start + 16]
         with torch.no_grad():
             feats, _ = encoder(encoder.preprocess([image for _, image in chunk]).to(device))   # (b, P, E)
-        for (path, image), c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len)):
+        for (path, image), c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len, length_norm)):
             words = vocab.decode(c.tokens, join=False)
             cut = "" if c.tokens and c.tokens[-1] == END else f"   [cut at --max-len {a.max_len}: no <end> yet]"
-            print(f"{path}: {' '.join(words)}   (log p = {c.score:.2f}){cut}")
+            score = f"log p / length^{length_norm:g} = {c.score:.2f}" if length_norm else f"log p = {c.score:.2f}"
+            print(f"{path}: {' '.join(words)}   ({score}){cut}")
             if a.attention:
                 import matplotlib
 
@@ -286,8 +290,11 @@ def cmd_caption(a) -> int:
 def cmd_export(a) -> int:
     from .train import export_model
 
-    notes = json.loads(Path(a.scores).read_text()) if a.scores else None
-    out = export_model(a.checkpoint, a.out, notes)
+    notes = {}
+    for path in a.scores or []:                                           # {"val": ..., "test": ...} by split
+        report = json.loads(Path(path).read_text())
+        notes[report.get("split", Path(path).stem)] = report
+    out = export_model(a.checkpoint, a.out, notes, {"length_norm": a.length_norm} if a.length_norm is not None else None)
     print(f"{out}: {out.stat().st_size / 2 ** 20:.1f} MB (float16 best weights, vocabulary, configs; no optimiser state)")
     return 0
 
@@ -339,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "evaluate":
             s.add_argument("--split", default="test")
             s.add_argument("--limit", type=int, default=0, help="evaluate the first N images of the split (0: all)")
-            s.add_argument("--length-norm", type=float, default=0.0,
-                           help="rank finished beams by log p / length**L (0: plain log-probability)")
+            s.add_argument("--length-norm", type=float, default=None,
+                           help="rank finished beams by log p / length**L (default: the checkpoint's, else 0: plain log p)")
             s.add_argument("--metrics", default="auto", choices=["auto", "coco", "bleu"],
                            help="coco: pycocoevalcap's BLEU/METEOR/ROUGE-L/CIDEr (needs Java); bleu: captionlib's BLEU; "
                                 "auto: coco when Java is installed")
@@ -349,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="also count gender, colour, number and object words that no reference backs, with examples")
         if name == "caption":
             s.add_argument("images", nargs="+")
+            s.add_argument("--length-norm", type=float, default=None,
+                           help="rank finished beams by log p / length**L (default: the checkpoint's, else 0)")
             s.add_argument("--attention", metavar="OUT.png",
                            help="also draw where the model looked for each word (several images: OUT-IMAGE.png each)")
         if name == "prepare":
@@ -358,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="a checkpoint to share: float16 best weights, without the optimiser state")
     e.add_argument("checkpoint", help="a checkpoint `captionlib train` wrote")
     e.add_argument("out", help="where to write the small one")
-    e.add_argument("--scores", help="a JSON file (`captionlib evaluate --json`) to keep with it")
+    e.add_argument("--scores", nargs="+", help="JSON files (`captionlib evaluate --json`) to keep with it, by split")
+    e.add_argument("--length-norm", type=float, help="the length normalisation `caption` and `evaluate` should use with it")
     a = p.parse_args(argv)
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "prepare": cmd_prepare,

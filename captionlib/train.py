@@ -308,16 +308,17 @@ class Trainer:
         self.save()
 
 
-def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = None) -> Path:
+def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = None, meta: dict | None = None) -> Path:
     """A checkpoint to ship: the best weights in float16, with the vocabulary, configs, metadata and history,
     without the optimiser state (about a quarter of the training checkpoint). Loads with `load_model`, with
-    weights_only=True like every checkpoint. `notes`: plain data to keep with it (e.g. the scores)."""
+    weights_only=True like every checkpoint. `notes`: plain data to keep with it (e.g. the scores); `meta`:
+    entries added to the checkpoint's metadata (e.g. the length normalisation it was selected with)."""
     s = load_checkpoint(checkpoint)
     weights = s.get("best_model") or s["model"]
     history = {k: v for k, v in s.get("history", {}).items() if k != "step_loss"}   # per-epoch curves only
     release = {"model": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
                "decoder_config": s["decoder_config"], "vocab": s["vocab"], "train_config": s.get("train_config", {}),
-               "meta": s.get("meta", {}), "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
+               "meta": {**s.get("meta", {}), **(meta or {})}, "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
                "format": "captionlib-release"}
     return atomic_save(release, out)
 

@@ -51,11 +51,17 @@ def test_human_captions_never_hallucinate_and_name_most_objects():
         assert h["recall"] > 0.9
 
 
-def _checkpoint(tmp_path, backbone="efficientnet-lite0", dim=1280, grid=7):
+def _checkpoint(tmp_path, backbone="efficientnet-lite0", dim=1280, grid=7, end_bias=None, name="model.pt"):
+    import torch
+
+    torch.manual_seed(0)
     vocab = Vocab.build(["a red circle", "a blue square"])
     cfg = DecoderConfig(vocab_size=len(vocab), encoder_dim=dim, embed_dim=8, hidden_dim=16, attention_dim=8)
     dec = build_decoder(cfg)
-    path = tmp_path / "model.pt"
+    if end_bias is not None:                                           # +: ends at once; -: never ends
+        with torch.no_grad():
+            dec.fc.bias[vocab.end_idx] = end_bias
+    path = tmp_path / name
     atomic_save({"model": dec.state_dict(), "decoder_config": cfg.__dict__, "vocab": vocab.state_dict(),
                  "meta": {"dataset": "shapes", "backbone": backbone, "grid": grid}}, path)
     return path
@@ -100,7 +106,7 @@ def test_caption_uses_the_shipped_model_unless_asked_and_says_which(tmp_path, ca
 
 
 def test_caption_batches_several_images_writes_attention_figures_and_notes_cut_captions(tmp_path, capsys):
-    ck = _checkpoint(tmp_path)
+    ck = _checkpoint(tmp_path, end_bias=-50.0)                         # never says <end>: every caption is cut
     paths = []
     for k, colour in enumerate([(200, 20, 20), (20, 20, 200), (20, 200, 20)]):
         paths.append(str(tmp_path / f"p{k}.jpg"))
@@ -115,10 +121,10 @@ def test_caption_batches_several_images_writes_attention_figures_and_notes_cut_c
     assert [line for line in out if not line.startswith("  attention")] == alone
     for k in range(3):
         assert (tmp_path / f"att-p{k}.png").stat().st_size > 1000
-    # 3 tokens: a caption of 3 words has no room for <end>, so it was cut, and says so; a shorter one ended
-    words = [line.split(": ", 1)[1].split("   (log p")[0].split() for line in alone]
-    assert all(("cut at --max-len 3" in line) == (len(w) == 3) for line, w in zip(alone, words))
-    assert any(len(w) == 3 for w in words)
+    assert all("cut at --max-len 3: no <end> yet" in line for line in alone)
+    ends = _checkpoint(tmp_path, end_bias=50.0, name="ends.pt")          # says <end> at once: nothing is cut
+    assert main(["caption", paths[0], "--checkpoint", str(ends), "--device", "cpu", "--max-len", "3"]) == 0
+    assert "cut at" not in capsys.readouterr().out
 
 
 def test_export_makes_a_small_float16_checkpoint_that_loads_with_weights_only(tmp_path, capsys):
@@ -129,11 +135,16 @@ def test_export_makes_a_small_float16_checkpoint_that_loads_with_weights_only(tm
     from captionlib.train import load_model
 
     ck = _checkpoint(tmp_path)
-    (tmp_path / "scores.json").write_text(json.dumps({"scores": {"beam 3": {"BLEU-4": 0.25}}}))
-    assert main(["export", str(ck), str(tmp_path / "small.pt"), "--scores", str(tmp_path / "scores.json")]) == 0
+    (tmp_path / "scores.json").write_text(json.dumps({"split": "val", "scores": {"beam 3": {"BLEU-4": 0.25}}}))
+    assert main(["export", str(ck), str(tmp_path / "small.pt"), "--scores", str(tmp_path / "scores.json"),
+                 "--length-norm", "0.5"]) == 0
     raw = torch.load(tmp_path / "small.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in raw["model"].values() if v.is_floating_point())
-    assert raw["notes"]["scores"]["beam 3"]["BLEU-4"] == 0.25 and "optimizer" not in raw
+    assert raw["notes"]["val"]["scores"]["beam 3"]["BLEU-4"] == 0.25 and "optimizer" not in raw
+    assert raw["meta"]["length_norm"] == 0.5 and raw["meta"]["dataset"] == "shapes"
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(tmp_path / "p.jpg")   # caption uses the length normalisation it records
+    assert main(["caption", str(tmp_path / "p.jpg"), "--checkpoint", str(tmp_path / "small.pt"), "--device", "cpu"]) == 0
+    assert "log p / length^0.5" in capsys.readouterr().out
     decoder, vocab, _ = load_model(tmp_path / "small.pt", device="cpu")
     assert next(decoder.parameters()).dtype == torch.float32 and len(vocab) == raw["decoder_config"]["vocab_size"]
 
