@@ -76,9 +76,9 @@ def _options(dataset: str, root: str | None) -> dict:
 # real datasets: the recipe selected on Flickr8k's val split (data/checkpoints/MODEL_CARD.md has the runs).
 RECIPES = {
     "shapes": dict(epochs=4, batch_size=64, lr=1e-3, lr_decay=0.9, patience=3, subset=2000, min_freq=1, embed_dim=128,
-                   hidden_dim=256, attention_dim=128, dropout=0.5, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
+                   hidden_dim=256, attention_dim=128, dropout=0.5, mirror=0, ema=0.0, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
     "real": dict(epochs=12, batch_size=64, lr=4e-4, lr_decay=0.9, patience=3, subset=0, min_freq=5, embed_dim=256,
-                 hidden_dim=512, attention_dim=256, dropout=0.5, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
+                 hidden_dim=512, attention_dim=256, dropout=0.5, mirror=0, ema=0.0, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
 }
 
 
@@ -130,7 +130,7 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .data import load_split
+    from .data import load_split, mirrored
     from .decoder import DecoderConfig
     from .features import features_for
     from .train import TrainConfig, Trainer
@@ -144,6 +144,7 @@ def cmd_train(a) -> int:
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
     tf = features_for(train, encoder, upto=n_train, device=a.device)
+    mf = features_for(mirrored(train), encoder, upto=n_train, device=a.device) if a.mirror else None
     vf = features_for(val, encoder, device=a.device)
     vocab = Vocab.build([c for i in tf.valid(n_train) for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
     checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
@@ -151,10 +152,10 @@ def cmd_train(a) -> int:
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
                      patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c,
-                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor)
+                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor, ema=a.ema)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
-                      vf.valid(), tc, checkpoint, meta)
+                      vf.valid(), tc, checkpoint, meta, mirror_features=mf.features if mf is not None else None)
     if a.resume and checkpoint.exists():
         print(f"resuming from {checkpoint} (delete it to train from scratch)")
     print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}; "
@@ -332,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--hidden-dim", type=int, help=recipe("hidden_dim"))
             s.add_argument("--attention-dim", type=int, help=recipe("attention_dim"))
             s.add_argument("--dropout", type=float, help=recipe("dropout"))
+            s.add_argument("--mirror", type=int, choices=[0, 1],
+                           help="1: also train on the photos flipped left to right (their features cached too) " + recipe("mirror"))
+            s.add_argument("--ema", type=float,
+                           help="validate and keep a moving average of the weights with this decay per step (0: off) " + recipe("ema"))
             s.add_argument("--scst-epochs", type=int,
                            help="self-critical epochs after cross-entropy, optimising CIDEr-D (scst.py) " + recipe("scst_epochs"))
             s.add_argument("--scst-lr", type=float, help=recipe("scst_lr"))

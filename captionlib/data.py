@@ -24,7 +24,7 @@ from .shapes import Scene, ShapesConfig, load_shapes, render
 from .utils import data_root
 from .vocab import Vocab, pad_captions, tokenize
 
-__all__ = ["CaptionSplit", "load_split", "DATASETS", "CaptionPairs", "collate"]
+__all__ = ["CaptionSplit", "load_split", "mirrored", "DATASETS", "CaptionPairs", "collate"]
 
 
 @dataclass
@@ -82,6 +82,29 @@ def load_split(dataset: str = "shapes", split: str = "train", root: str | Path |
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
     return DATASETS[dataset](split, Path(root) if root is not None else data_root(), **options)
+
+
+class _Mirrored:
+    """A sequence of images, each flipped left to right."""
+
+    def __init__(self, images: Sequence):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import ImageOps
+
+        return ImageOps.mirror(self.images[i])
+
+
+def mirrored(split: CaptionSplit) -> CaptionSplit:
+    """The same split with every image flipped left to right and the same captions: data augmentation for
+    training (a mirrored photo is still described by its captions, except for the rare "left"/"right").
+    Its features are cached apart (the fingerprint differs)."""
+    return CaptionSplit(split.dataset, f"{split.split}-mirrored", split.image_ids, split.captions, _Mirrored(split.images),
+                        split.fingerprint + "|mirrored", None)
 
 
 class CaptionPairs(Dataset):

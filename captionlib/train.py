@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 0       # also save every this many steps (0: at the end of each epoch only)
+    ema: float = 0.0                # validate and keep an exponential moving average of the weights, this decay per step (0: off)
     # Self-critical training (scst.py), after the cross-entropy epochs, from their best weights:
     scst_epochs: int = 0            # epochs of it (0: none)
     scst_lr: float = 2e-5           # Adam, constant; much smaller than cross-entropy's (the gradient is noisy)
@@ -120,13 +121,15 @@ class Trainer:
         captions: captions[i] = reference strings of image i.
         train_idx, val_idx: image indices of the two splits (val may use another feature array:
             pass val_features/val_captions).
+        mirror_features: (N, P, E) features of the training images flipped left to right (`data.mirrored`),
+            or None; with them each caption is trained on one of the two views, drawn per epoch.
         checkpoint: where to save; None: keep everything in memory.
         meta: extra plain data stored in the checkpoint (e.g. which encoder made the features).
     """
 
     def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
                  val_features, val_captions, val_idx, config: TrainConfig | None = None,
-                 checkpoint: str | Path | None = None, meta: dict | None = None):
+                 checkpoint: str | Path | None = None, meta: dict | None = None, mirror_features=None):
         if decoder_config.vocab_size != len(vocab):
             raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
         config = config if config is not None else TrainConfig()
@@ -136,6 +139,8 @@ class Trainer:
         self.decoder = build_decoder(decoder_config).to(self.device)
         self.decoder_config = decoder_config
         self.pairs = CaptionPairs(features, captions, vocab, train_idx)
+        self.mirror = mirror_features
+        self.ema = None                                                    # {name: tensor} when config.ema > 0
         self.val = (val_features, val_captions, np.asarray(val_idx))
         self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=config.lr)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
@@ -154,7 +159,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "history": self.history, "best_bleu": self.best_bleu, "best_model": self.best_state,
-                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase}
+                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase, "ema": self.ema}
 
     def save(self) -> None:
         if self.checkpoint is not None:
@@ -174,6 +179,7 @@ class Trainer:
         self.schedule.load_state_dict(s["schedule"])
         self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
         self.history, self.best_bleu, self.best_state, self.bad_epochs = s["history"], s["best_bleu"], s["best_model"], s["bad_epochs"]
+        self.ema = s.get("ema")
         for key in ("phase", "scst_reward"):                               # checkpoints from before self-critical training
             self.history.setdefault(key, [])
         torch.set_rng_state(s["rng"])
@@ -186,6 +192,34 @@ class Trainer:
         order = torch.randperm(len(self.pairs), generator=g).tolist()
         return [order[i:i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
 
+    def _flips(self, epoch: int) -> torch.Tensor | None:
+        """(pairs,) bool: which captions train on the mirrored image this epoch (depends only on seed and epoch)."""
+        if self.mirror is None:
+            return None
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch + 7_919)
+        return torch.rand(len(self.pairs), generator=g) < 0.5
+
+    def _xe_batch(self, batch: list, flips: torch.Tensor | None) -> tuple:
+        items = [self.pairs[k] for k in batch]
+        if flips is not None:
+            items = [(torch.from_numpy(np.asarray(self.mirror[i], dtype=np.float32)) if flips[k] else f, c, i)
+                     for k, (f, c, i) in zip(batch, items)]
+        return collate(items)
+
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, after every optimiser step."""
+        if not self.config.ema:
+            return
+        weights = self.decoder.state_dict()
+        if self.ema is None:
+            self.ema = {k: v.detach().clone() for k, v in weights.items()}
+            return
+        for k, v in weights.items():
+            if v.is_floating_point():
+                self.ema[k].lerp_(v.detach(), 1 - self.config.ema)
+            else:
+                self.ema[k].copy_(v)
+
     def train_step(self, features, captions, sample_prob: float) -> float:
         self.decoder.train()
         loss = self.decoder.loss(features, captions, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx,
@@ -195,6 +229,7 @@ class Trainer:
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_value_(self.decoder.parameters(), self.config.grad_clip)
         self.optimizer.step()
+        self._update_ema()
         return float(loss.detach())
 
     def fit(self, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> dict:
@@ -216,11 +251,12 @@ class Trainer:
                 break
             p = sampling_prob(cfg, self.epoch) if self.phase == "xe" else 0.0
             batches = self._batches(self.epoch) if self.phase == "xe" else self._image_batches(self.epoch)
+            flips = self._flips(self.epoch)
             label = f"epoch {self.epoch + 1}/{cfg.epochs + cfg.scst_epochs}" + (" (self-critical)" if self.phase == "scst" else "")
             bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=label, disable=not progress, leave=False)
             for b in batches[self.step_in_epoch:]:
                 if self.phase == "xe":
-                    feats, caps, _, _ = collate([self.pairs[k] for k in b])
+                    feats, caps, _, _ = self._xe_batch(b, flips)
                     loss = self.train_step(feats.to(self.device), caps.to(self.device), p)
                     self.history["step_loss"].append(loss)
                     bar.set_postfix(loss=f"{loss:.3f}")
@@ -251,7 +287,7 @@ class Trainer:
 
         if from_best and self.best_state is not None:
             self.decoder.load_state_dict(self.best_state)
-        self.phase, self.bad_epochs = "scst", 0
+        self.phase, self.bad_epochs, self.ema = "scst", 0, None            # the average starts again from these weights
         self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=self.config.scst_lr)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=1.0)
         self.images = sorted({i for i, _ in self.pairs.pairs})            # the training images, CIDEr-D's corpus
@@ -280,12 +316,17 @@ class Trainer:
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_value_(self.decoder.parameters(), cfg.grad_clip)
         self.optimizer.step()
+        self._update_ema()
         return reward
 
     def _end_epoch(self, p: float, n_batches: int, progress: bool) -> None:
         h = self.history
         xe = self.phase == "xe"
         feats, caps, idx = self.val
+        trained = None
+        if self.ema is not None:                                           # validate (and keep) the averaged weights
+            trained = copy.deepcopy(self.decoder.state_dict())
+            self.decoder.load_state_dict(self.ema)
         scores, _ = evaluate_bleu(self.decoder, feats, caps, self.vocab, idx, self.device, self.config.max_len)
         h["train_loss"].append(float(np.mean(h["step_loss"][-n_batches:])) if xe else float("nan"))
         h["phase"].append(self.phase)
@@ -298,6 +339,8 @@ class Trainer:
             self.best_state = copy.deepcopy(self.decoder.state_dict())
         else:
             self.bad_epochs += 1
+        if trained is not None:
+            self.decoder.load_state_dict(trained)
         if progress:
             done = f"train loss {h['train_loss'][-1]:.3f}" if xe else \
                 f"self-critical, mean sample reward {np.mean(h['scst_reward'][-n_batches:]):.3f}"

@@ -127,3 +127,38 @@ def test_early_stopped_cross_entropy_moves_on_to_self_critical_training(tmp_path
     t = trainer(tmp_path, epochs=20, lr=0.0, patience=2, scst_epochs=1, scst_images=10, scst_samples=2, scst_lr=0.0)
     h = t.fit(progress=False)
     assert h["phase"] == ["xe"] * 3 + ["scst"]                           # 3 cross-entropy epochs, then one SCST epoch
+
+
+def test_mirrored_views_and_weight_averaging_resume_exactly_and_change_training(tmp_path):
+    """With mirrored features and an EMA of the weights, a killed run still resumes to identical weights;
+    the average is what is validated and kept as best."""
+    feats, _ = toy()
+    mirror = feats[:, ::-1].copy()                                      # stand-in for the flipped photos' features
+    def run(name, **kw):
+        t = trainer(tmp_path, name, ema=0.9, lr=3e-2)
+        t.mirror = mirror
+        return t
+    full = run("full.pt")
+    h = full.fit(progress=False)
+    part = run("part.pt")
+    part.fit(stop_after_steps=11, progress=False)
+    resumed = run("part.pt")
+    resumed.fit(resume=True, progress=False)
+    for (n, a), (_, b) in zip(full.decoder.state_dict().items(), resumed.decoder.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert resumed.history["val_bleu4"] == h["val_bleu4"]
+    assert all(torch.equal(full.ema[k], resumed.ema[k]) for k in full.ema)
+    plain = trainer(tmp_path, "plain.pt", lr=3e-2)
+    plain.fit(progress=False)
+    assert not torch.equal(plain.decoder.fc.weight, full.decoder.fc.weight)
+    flips = full._flips(0)
+    assert 0.2 < flips.float().mean() < 0.8 and torch.equal(flips, full._flips(0)) and not torch.equal(flips, full._flips(1))
+
+
+def test_mirrored_split_flips_images_and_keeps_captions():
+    from captionlib.data import load_split, mirrored
+
+    train = load_split("shapes", "train")
+    m = mirrored(train)
+    a, b = np.asarray(train.images[0]), np.asarray(m.images[0])
+    assert np.array_equal(a[:, ::-1], b) and m.captions is train.captions and m.fingerprint != train.fingerprint
