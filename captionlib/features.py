@@ -98,7 +98,7 @@ def default_workers(n_images: int) -> int:
 @torch.inference_mode()
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
                      batch_size: int | None = None, device: str = "auto", progress: bool = True,
-                     workers: int | None = None, commit_every: float = 5.0) -> FeatureStore:
+                     workers: int | None = None, commit_every: float = 5.0, label: str | None = None) -> FeatureStore:
     """Extract (or finish extracting) features for images[0:upto] into root/key, and open the cache.
 
     Args:
@@ -110,6 +110,7 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
         workers: DataLoader processes decoding images while the CNN runs (None: `default_workers`).
         commit_every: seconds between writes of the progress files; an interrupted run redoes at
             most this much (rows are marked done only after their features are flushed to disk).
+        label: what the progress bar calls the images (default: the cache name).
     Returns:
         a FeatureStore over all len(images) rows; rows >= upto may still be missing.
     """
@@ -151,7 +152,7 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
         atomic_write(folder / "done.npy", lambda f: np.save(f, done))
         atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
 
-    bar = tqdm(total=len(todo), desc=f"features {_label(key)}", unit="img", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"features of {label or key}", unit="img", disable=not progress)
     last = time.monotonic()
     try:
         for batch in loader:
@@ -178,11 +179,6 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     return FeatureStore(folder)
 
 
-def _label(key: str) -> str:
-    """'flickr8k-train-efficientnet-lite0-g7-...' -> 'flickr8k-train': the progress bar's label, whole words."""
-    return "-".join(key.split("-")[:2])
-
-
 def features_for(split, encoder, upto: int | None = None, device: str = "auto", batch_size: int | None = None,
                  progress: bool = True, root: str | Path | None = None, workers: int | None = None) -> FeatureStore:
     """The cached features of a CaptionSplit (extracting what is missing), under data/cache/features/."""
@@ -191,4 +187,5 @@ def features_for(split, encoder, upto: int | None = None, device: str = "auto", 
     key = cache_key(split.fingerprint, encoder.name, encoder.grid, encoder.backbone.image_size)
     root = Path(root) if root is not None else data_root() / "cache" / "features"
     return extract_features(encoder, split.images, f"{split.dataset}-{split.split}-{key}", root, upto=upto,
-                            batch_size=batch_size, device=device, progress=progress, workers=workers)
+                            batch_size=batch_size, device=device, progress=progress, workers=workers,
+                            label=f"{split.dataset} {split.split}")
