@@ -16,14 +16,17 @@ from __future__ import annotations
 import itertools
 import math
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 __all__ = ["ngrams", "clipped_counts", "corpus_counts", "closest_ref_length", "brevity_penalty", "corpus_bleu", "sentence_bleu",
-           "bleu_scores", "coco_metrics"]
+           "bleu_scores", "ptb_tokenize", "coco_metrics"]
 
 Tokens = Sequence[str]
 
@@ -157,6 +160,29 @@ def sentence_bleu(references: Sequence[Tokens], hypothesis: Tokens, max_n: int =
     return corpus_bleu([references], [hypothesis], max_n, smoothing)
 
 
+def ptb_tokenize(captions: dict) -> dict:
+    """pycocoevalcap's PTB tokenization ({id: [{"caption": str}, ...]} -> {id: [tokenized str, ...]}).
+
+    The same Stanford tokenizer, options and punctuation removal as pycocoevalcap's PTBTokenizer, but its
+    input file goes to a temporary folder: PTBTokenizer writes it beside its jar, which fails where
+    site-packages is read-only (a shared or system install).
+    """
+    from pycocoevalcap.tokenizer import ptbtokenizer as ptb
+
+    jar = Path(ptb.__file__).with_name(ptb.STANFORD_CORENLP_3_4_1_JAR)
+    ids = [k for k, caps in captions.items() for _ in caps]
+    sentences = "\n".join(c["caption"].replace("\n", " ") for caps in captions.values() for c in caps)
+    with tempfile.TemporaryDirectory(prefix="captionlib-ptb-") as folder:
+        source = Path(folder) / "sentences.txt"
+        source.write_bytes(sentences.encode())
+        lines = subprocess.run(["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
+                                "-lowerCase", str(source)], capture_output=True, check=True).stdout.decode().split("\n")
+    out: dict = {}
+    for k, line in zip(ids, lines):
+        out.setdefault(k, []).append(" ".join(w for w in line.rstrip().split(" ") if w not in ptb.PUNCTUATIONS))
+    return out
+
+
 def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
     """pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L and CIDEr on raw strings.
 
@@ -170,11 +196,9 @@ def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str])
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    tok = PTBTokenizer()
-    gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
-    res = tok.tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
+    gts = ptb_tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
+    res = ptb_tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
     out = {}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     out.update({f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)})

@@ -1,5 +1,6 @@
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -7,7 +8,7 @@ from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
 import captionlib.bleu
-from captionlib.bleu import (bleu_scores, brevity_penalty, closest_ref_length, clipped_counts, coco_metrics,
+from captionlib.bleu import (bleu_scores, brevity_penalty, closest_ref_length, clipped_counts, coco_metrics, ptb_tokenize,
                              corpus_bleu, corpus_counts, sentence_bleu)
 
 WORDS = st.sampled_from(["a", "red", "circle", "above", "blue", "square", "two", "the"])
@@ -112,3 +113,30 @@ def test_coco_metrics_without_java_says_so(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="need Java"):
         coco_metrics([["a"]], ["a"])
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
+def test_ptb_tokenize_equals_pycocoevalcaps_and_writes_nothing_beside_its_jar(monkeypatch):
+    """A read-only site-packages (a shared install) is simulated by refusing every file made in the package;
+    as root, permission bits alone would not stop the write."""
+    import tempfile
+
+    from pycocoevalcap.tokenizer import ptbtokenizer
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    captions = {0: [{"caption": "A dog, running (fast) on the beach!"}, {"caption": "Two men's bikes ... and a 'big' hat."}],
+                7: [{"caption": "Café  au lait?\nyes -- with U.S. \"sugar\"."}]}
+    expected = PTBTokenizer().tokenize(captions)
+    package = Path(ptbtokenizer.__file__).resolve().parent
+    made = tempfile.NamedTemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == package:
+            raise PermissionError(13, "Permission denied", str(dir))
+        return made(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(PermissionError):
+        PTBTokenizer().tokenize(captions)                                   # what a read-only install does
+    assert ptb_tokenize(captions) == expected
+    assert coco_metrics([["a dog runs on the beach", "a dog on sand"]], ["a dog runs on sand"])["BLEU-1"] > 0
