@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# JupyterLab's settings for the course: no first-run "news" question over the lesson, no update check.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # Extra pip arguments, e.g. a CPU-only torch (much smaller download) when you have internet:
 #   make lab PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
@@ -16,6 +18,10 @@ ROOT_ARGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 install: $(STAMP)
 
+$(LAB_SETTINGS): captionlib/assets/jupyterlab-overrides.json $(STAMP)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -25,12 +31,12 @@ $(STAMP): pyproject.toml
 
 # Your work lives in work/: your own copies of the lessons, made the first time (new lessons are added
 # later, yours are never overwritten); work/ is outside git, so updating the course cannot touch it.
-lab: install
+lab: install $(LAB_SETTINGS)
 	$(PY) -m captionlib.course workspace
 	$(VENV)/bin/jupyter lab --notebook-dir=work $(ROOT_ARGS) $(LAB_ARGS)
 
 # Unit tests, then every notebook in lessons/ and solutions/ under nbval (one pytest run).
-test: install
+test: install $(LAB_SETTINGS)
 	$(PY) -m pytest tests lessons solutions --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
 
 lessons: install

@@ -148,3 +148,37 @@ def test_nbval_waits_for_a_slow_machines_cell_outputs(tmp_path):
                    capture_output=True)
     timeouts = json.loads(out.read_text())
     assert timeouts and set(timeouts) == {120}, timeouts  # conftest.NBVAL_OUTPUT_TIMEOUT
+
+
+@pytest.mark.skipif(not (Path(sys.prefix) / "share/jupyter/lab/settings/overrides.json").exists(),
+                    reason="the course's JupyterLab settings are installed by `make lab` / `make test`")
+def test_jupyterlab_asks_no_news_question(tmp_path):
+    """JupyterLab's first-run "news" question covers the lesson and means nothing to a learner: the settings
+    the Makefile installs turn it off. Read back from a running JupyterLab, as its front end reads them."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "user-settings")}     # no settings of this machine's user
+    server = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+                               "--ServerApp.ip=127.0.0.1", "--ServerApp.token=course", f"--notebook-dir={tmp_path}"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification?token=course"
+        for _ in range(120):
+            try:
+                settings = json.loads(urllib.request.urlopen(url, timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("JupyterLab did not answer within a minute")
+    finally:
+        server.terminate()
+        server.wait(30)
+    defaults = {name: spec.get("default") for name, spec in settings["schema"]["properties"].items()}   # overrides applied
+    assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
