@@ -77,8 +77,8 @@ def _options(dataset: str, root: str | None) -> dict:
 RECIPES = {
     "shapes": dict(epochs=4, batch_size=64, lr=1e-3, lr_decay=0.9, patience=3, subset=2000, min_freq=1, embed_dim=128,
                    hidden_dim=256, attention_dim=128, dropout=0.5, mirror=0, ema=0.0, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
-    "real": dict(epochs=12, batch_size=64, lr=4e-4, lr_decay=0.9, patience=3, subset=0, min_freq=5, embed_dim=256,
-                 hidden_dim=512, attention_dim=256, dropout=0.5, mirror=0, ema=0.0, scst_epochs=0, scst_lr=2e-5, scst_meteor=0.0),
+    "real": dict(epochs=20, batch_size=64, lr=4e-4, lr_decay=0.9, patience=4, subset=0, min_freq=5, embed_dim=256,
+                 hidden_dim=512, attention_dim=256, dropout=0.5, mirror=1, ema=0.0, scst_epochs=4, scst_lr=5e-5, scst_meteor=4.0),
 }
 
 
