@@ -9,7 +9,15 @@
 
 `solutions/NN_topic.ipynb` is the single source. In a student copy every code between
 `### BEGIN SOLUTION` and `### END SOLUTION` becomes `# YOUR CODE HERE` + `raise NotImplementedError()`
-(indented like the block), outputs are cleared, and a banner says the file is generated.
+(indented like the block), outputs are cleared, and a banner says the file is generated, with an
+"Open in Colab" badge.
+
+The course's repository is named once, in `REPOSITORY`. `build` writes it into every lesson's first
+cell (the bootstrap, tagged `bootstrap`, in solutions/ and lessons/ alike), into the badges, and into
+the README's lesson table. The bootstrap installs captionlib when the kernel cannot import it: from
+the checkout the notebook sits in, or, with no checkout beside it (Colab opened the notebook from
+GitHub), from a clone of `REPOSITORY` (`CAPTIONLIB_REPOSITORY` overrides it, e.g. a local clone in a
+test), changing into the clone's `lessons/` so that relative paths behave as in JupyterLab.
 
 A learner's work is never overwritten. They work in `work/` (outside git, made by `make lab`), which
 `workspace` only ever adds missing lessons to. `build` skips a lesson whose exercise cells hold
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import re
 import shutil
 import sys
 import time
@@ -28,12 +37,47 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["student_source", "student_notebook", "build", "stale", "workspace", "run"]
+__all__ = ["REPOSITORY", "bootstrap_source", "colab_url", "student_source", "student_notebook", "build", "stale",
+           "workspace", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
+# The course's public repository and branch: what Colab clones, what the badges open. Stated here only.
+REPOSITORY, BRANCH = "https://github.com/captionlib/captionlib", "main"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 BANNER_TAG = "generated-banner"
+BOOTSTRAP_TAG = "bootstrap"             # the first code cell: installs captionlib where it is missing
 EXERCISE_TAG = "exercise"               # a cell that held a solution block: the learner's to fill in
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def colab_url(name: str, folder: str = "lessons") -> str:
+    """Colab's address for a notebook of the course on GitHub, e.g. colab_url("00_setup_and_data.ipynb")."""
+    owner_repo = REPOSITORY.removeprefix("https://github.com/").removesuffix(".git")
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/{BRANCH}/{folder}/{name}"
+
+
+def bootstrap_source(repository: str | None = None) -> str:
+    """The source of every lesson's first code cell (course build writes it; a test runs it as Colab would)."""
+    repository = repository or REPOSITORY
+    return f'''# Colab, or any Python where captionlib is not installed yet: install the course, and import it in this kernel.
+# In a checkout (work/, lessons/ or solutions/ of a git clone) it installs that checkout; with no checkout beside
+# this notebook (Colab opened it from GitHub) it clones the course first. Elsewhere: nothing happens.
+import importlib, importlib.util, os, subprocess, sys
+if importlib.util.find_spec("captionlib") is None:
+    checkout = os.path.abspath("..")
+    if not os.path.isfile(os.path.join(checkout, "captionlib", "__init__.py")):
+        checkout = os.path.abspath("captionlib-course")
+        if not os.path.isdir(checkout):
+            url = os.environ.get("CAPTIONLIB_REPOSITORY", "{repository}")
+            subprocess.check_call(["git", "clone", "-q", "--depth", "1", url, checkout])
+        os.chdir(os.path.join(checkout, "lessons"))     # relative paths and the data cache as in JupyterLab
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "-e", checkout])
+    sys.path.insert(0, checkout)      # this kernel started before the install: let it import captionlib now
+    importlib.invalidate_caches()'''
+
+
+def _is_bootstrap(cell) -> bool:
+    return cell.cell_type == "code" and BOOTSTRAP_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def student_source(source: str) -> str:
@@ -61,6 +105,8 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
     nb = nbformat.from_dict(nb)  # a deep copy
     cells = [c for c in nb.cells if BANNER_TAG not in c.get("metadata", {}).get("tags", [])]
     for cell in cells:
+        if _is_bootstrap(cell):
+            cell.source = bootstrap_source()
         if cell.cell_type == "code":
             stubbed = student_source(cell.source)
             if stubbed != cell.source:
@@ -70,6 +116,7 @@ def student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbformat.No
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
     banner = nbformat.v4.new_markdown_cell(
+        f"[![Open In Colab]({COLAB_BADGE})]({colab_url(source_name)})\n\n"
         "> **Your lesson.** Write your code where a cell says `# YOUR CODE HERE`, run it, then run the check cell "
         "after it: ✅ right, ⏳ not done yet, ❌ wrong, with the mistake named. Your work is saved in this notebook. "
         f"(Generated — do not edit to change the course: maintainers edit `solutions/{source_name}`.)")
@@ -116,12 +163,48 @@ def learner_work(existing: nbformat.NotebookNode, generated: nbformat.NotebookNo
             and c.cell_type == "code" and c.source not in stubs]
 
 
+def _bootstrap_drift(solutions: Path) -> list[str]:
+    """Solutions whose bootstrap cell is not `bootstrap_source()` (REPOSITORY changed, or a hand edit)."""
+    drift = []
+    for path in sorted(solutions.glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if _is_bootstrap(c)]
+        if len(cells) > 1 or any(c.source != bootstrap_source() for c in cells):
+            drift.append(path.name)
+    return drift
+
+
+def _write_bootstrap(solutions: Path) -> list[str]:
+    """Give each solution's bootstrap cell the current source; return the names rewritten."""
+    names = _bootstrap_drift(solutions)
+    for name in names:
+        nb = nbformat.read(solutions / name, as_version=4)
+        cells = [c for c in nb.cells if _is_bootstrap(c)]
+        if len(cells) != 1:
+            raise ValueError(f"solutions/{name}: {len(cells)} cells are tagged {BOOTSTRAP_TAG!r}; tag only the first code cell")
+        cells[0].source = bootstrap_source()
+        (solutions / name).write_text(_render(nb))
+    return names
+
+
+def readme_badges(text: str) -> str:
+    """The README with every lesson's Colab link pointing at REPOSITORY (the lesson table's first column)."""
+    return re.sub(r"https://colab\.research\.google\.com/github/[^)\s]*/lessons/([0-9][0-9]_\w+\.ipynb)",
+                  lambda m: colab_url(m.group(1)), text)
+
+
 def build(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons", force: bool = False) -> list[str]:
     """Write the student copy of every solution notebook; return the names written.
 
-    A lesson whose exercise cells hold code other than the generated stubs (a learner's work) is never
-    overwritten unless `force`: it is skipped with a message saying so.
+    The solutions' bootstrap cells and the README's Colab links are brought up to date with REPOSITORY
+    first. A lesson whose exercise cells hold code other than the generated stubs (a learner's work) is
+    never overwritten unless `force`: it is skipped with a message saying so.
     """
+    for name in _write_bootstrap(solutions):
+        print(f"updated the bootstrap cell of solutions/{name}", file=sys.stderr)
+    readme = solutions.parent / "README.md"
+    if readme.exists() and readme_badges(readme.read_text()) != readme.read_text():
+        readme.write_text(readme_badges(readme.read_text()))
+        print(f"updated the Colab links of {readme}", file=sys.stderr)
     lessons.mkdir(parents=True, exist_ok=True)
     written = []
     for name, nb in _expected(solutions).items():
@@ -153,6 +236,7 @@ def stale(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons"
             cells = [i for i in range(max(len(have), len(want))) if i >= min(len(have), len(want)) or have[i] != want[i]]
             problems.append(f"{name} (cells {', '.join(map(str, cells[:6]))}{', ...' if len(cells) > 6 else ''})")
     problems += [p.name + " (no solution)" for p in sorted(lessons.glob("*.ipynb")) if p.name not in _expected(solutions)]
+    problems += [f"{name} (its solution's bootstrap cell is not course.bootstrap_source())" for name in _bootstrap_drift(solutions)]
     return problems
 
 

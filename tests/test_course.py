@@ -113,6 +113,40 @@ def test_the_repository_lessons_are_up_to_date():
     assert course.stale() == [], "run: python -m captionlib.course build"
 
 
+def test_every_lesson_starts_with_the_generated_bootstrap_and_a_colab_badge():
+    for folder in ("solutions", "lessons"):
+        for path in sorted((REPO / folder).glob("[0-9][0-9]_*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            code = [c for c in nb.cells if c.cell_type == "code"]
+            assert course.BOOTSTRAP_TAG in code[0].metadata.get("tags", []), path
+            assert [c for c in code if course.BOOTSTRAP_TAG in c.metadata.get("tags", [])] == [code[0]], path
+            assert code[0].source == course.bootstrap_source(), path
+            if folder == "lessons":
+                assert f"({course.colab_url(path.name)})" in nb.cells[0].source, path
+    assert course.REPOSITORY in course.bootstrap_source()
+    readme = (REPO / "README.md").read_text()
+    assert course.readme_badges(readme) == readme, "run: python -m captionlib.course build"
+    for path in sorted((REPO / "lessons").glob("[0-9][0-9]_*.ipynb")):
+        assert f"]({course.colab_url(path.name)})" in readme, path.name
+
+
+def test_a_new_repository_url_reaches_the_bootstrap_the_badges_and_the_readme(tmp_path, monkeypatch):
+    sol, les = _tiny_course(tmp_path)
+    nb = nbformat.read(sol / "00_tiny.ipynb", as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell("# an old bootstrap", metadata={"tags": [course.BOOTSTRAP_TAG]}))
+    nbformat.write(nb, sol / "00_tiny.ipynb")
+    (tmp_path / "README.md").write_text("| [x](https://colab.research.google.com/github/old/place/blob/main/lessons/00_tiny.ipynb) |")
+    assert any("bootstrap" in p for p in course.stale(sol, les))
+    monkeypatch.setattr(course, "REPOSITORY", "https://github.com/someone/fork")
+    course.build(sol, les)
+    assert course.stale(sol, les) == []
+    for folder in (sol, les):
+        cells = nbformat.read(folder / "00_tiny.ipynb", as_version=4).cells
+        assert "https://github.com/someone/fork" in next(c for c in cells if c.cell_type == "code").source
+    assert "github/someone/fork/blob/main/lessons/00_tiny.ipynb" in nbformat.read(les / "00_tiny.ipynb", as_version=4).cells[0].source
+    assert "github/someone/fork/blob/main/lessons/00_tiny.ipynb" in (tmp_path / "README.md").read_text()
+
+
 def test_every_notebook_has_exactly_one_parameters_cell_and_solutions_have_outputs():
     notebooks = sorted((REPO / "solutions").glob("*.ipynb"))
     assert notebooks
