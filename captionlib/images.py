@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "load_image", "to_rgb", "resized", "normalize", "to_tensor"]
+__all__ = ["ImageLoadError", "load_image", "to_rgb", "resized", "normalize", "transform", "to_tensor"]
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must fail loudly, not load half grey
 
@@ -86,8 +86,21 @@ def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return x.sub_(m).div_(s)
 
 
+def transform(size: int, mean: Sequence[float], std: Sequence[float]):
+    """The preprocessing as the torchvision pipeline every captioning tutorial writes: PIL image -> (3, S, S).
+
+    Any mode to RGB, squashed to S x S with PIL's bilinear filter, scaled to [0, 1], normalised per
+    channel. Equal (to float rounding) to `normalize(resized(...))`, the split form that feature
+    extraction runs in its loader workers; use this one anywhere a torchvision transform fits (a
+    `torchvision.datasets.ImageFolder`, your own Dataset)."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    return v2.Compose([v2.Lambda(to_rgb), v2.Resize((size, size), interpolation=InterpolationMode.BILINEAR),
+                       v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+
 def to_tensor(images: Sequence[Image.Image] | Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """PIL images -> one normalised batch.
+    """PIL images -> one normalised batch, through `transform`.
 
     Returns:
         (B, 3, S, S) float32, each channel (x/255 - mean) / std. Images are resized to S x S
@@ -95,4 +108,5 @@ def to_tensor(images: Sequence[Image.Image] | Image.Image, size: int, mean: Sequ
     """
     if isinstance(images, Image.Image):
         images = [images]
-    return normalize(torch.from_numpy(np.stack([resized(im, size) for im in images])), mean, std)
+    pipeline = transform(size, mean, std)
+    return torch.stack([pipeline(im) for im in images])

@@ -85,3 +85,23 @@ def test_uploaded_bytes_load_like_files(tmp_path):
     assert img.mode == "RGB" and img.size == (6, 4) and img.getpixel((1, 1)) == (10, 200, 10)
     with pytest.raises(ImageLoadError, match="upload.txt: not an image"):
         load_image("upload.txt", data=b"hello")
+
+
+def test_the_torchvision_pipeline_equals_the_split_form_feature_extraction_runs():
+    import torch
+
+    from captionlib.encoder import Encoder
+    from captionlib.images import normalize, resized, transform
+
+    rng = np.random.default_rng(0)
+    photos = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in ((300, 200), (224, 224))]
+    photos.append(photos[0].convert("L"))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    split = normalize(torch.from_numpy(np.stack([resized(p, 224) for p in photos])), mean, std)   # (B, 3, S, S)
+    piped = torch.stack([transform(224, mean, std)(p) for p in photos])
+    assert piped.shape == (3, 3, 224, 224) and piped.dtype == torch.float32
+    torch.testing.assert_close(piped, split, rtol=0, atol=1e-5)
+    torch.testing.assert_close(to_tensor(photos, 224, mean, std), split, rtol=0, atol=1e-5)
+    b = Encoder().backbone                        # its own normalisation (EfficientNet-Lite's is not ImageNet's usual)
+    torch.testing.assert_close(Encoder().transform(photos[0]),
+                               normalize(torch.from_numpy(np.stack([resized(photos[0], 224)])), b.mean, b.std)[0], rtol=0, atol=1e-5)
