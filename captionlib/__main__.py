@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,63 @@ import numpy as np
 import torch
 
 __all__ = ["main"]
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: a finite int or float within [low, high] (an end excluded when *_open), else a usage
+    error that states the valid range, before any work starts."""
+    ends = ("(" if low_open else "[") + (str(low) if low is not None else "-inf") + ", " + \
+        (str(high) if high is not None else "inf") + (")" if high_open or high is None else "]")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not np.isfinite(value) or (low is not None and (value < low or (low_open and value == low))) \
+                or (high is not None and (value > high or (high_open and value == high))):
+            raise argparse.ArgumentTypeError(f"{text} is outside the valid range {ends}")
+        return value
+    parse.__name__ = kind.__name__          # argparse names the type in its messages
+    return parse
+
+
+POSITIVE, COUNT = _number(int, 1), _number(int, 0)           # at least 1; 0 or more (0 often means "all")
+RATE, WEIGHT = _number(float, 0, low_open=True), _number(float, 0)
+FRACTION = _number(float, 0, 1, high_open=True)              # dropout, EMA decay
+DECAY = _number(float, 0, 1, low_open=True)                  # a learning-rate factor per epoch
+
+
+def _text(what: str):
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{what} is empty")
+        return text
+    parse.__name__ = "str"
+    return parse
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the folder is empty")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder: give the dataset's folder")
+    return text
+
+
+def _writable_checkpoint(path: Path, resume: bool, overwrite: bool) -> None:
+    """Before any work: the checkpoint `train` will write can be written, and no finished run is lost to it."""
+    if path.is_dir():
+        raise ValueError(f"--checkpoint {path} is a folder; give a file name, e.g. {path / 'model.pt'}")
+    parent = next((q for q in path.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"--checkpoint {path}: {parent} is a file, so nothing can be written under it")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise ValueError(f"--checkpoint {path}: {parent} is not writable here; choose another place")
+    if path.exists() and not (resume or overwrite):
+        raise ValueError(f"{path} already holds a checkpoint. --resume continues that run, --overwrite replaces it, "
+                         "or --checkpoint NEW.pt keeps both")
 
 
 def _default_checkpoint(dataset: str, backbone: str) -> Path:
@@ -61,9 +119,13 @@ def _trained(a):
     """The checkpoint's decoder, vocabulary and metadata, and the encoder its features came from."""
     from .train import load_model
 
-    decoder, vocab, state = load_model(_checkpoint(a), a.device)
+    path = _checkpoint(a)
+    decoder, vocab, state = load_model(path, a.device)
     meta = state.get("meta", {})
     encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
+    if decoder.config.encoder_dim != encoder.dim:
+        raise ValueError(f"{path}: its decoder reads {decoder.config.encoder_dim}-channel features, but its backbone "
+                         f"{encoder.name!r} gives {encoder.dim}: the checkpoint's metadata is wrong or from another model")
     return decoder, vocab, meta, encoder, next(decoder.parameters()).device
 
 
@@ -138,6 +200,8 @@ def cmd_train(a) -> int:
 
     start = time.time()
     _recipe(a)
+    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+    _writable_checkpoint(checkpoint, a.resume, a.overwrite)
     torch.manual_seed(a.seed)
     options = _options(a.dataset, a.root)
     train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
@@ -147,7 +211,6 @@ def cmd_train(a) -> int:
     mf = features_for(mirrored(train), encoder, upto=n_train, device=a.device) if a.mirror else None
     vf = features_for(val, encoder, device=a.device)
     vocab = Vocab.build([c for i in tf.valid(n_train) for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
-    checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
@@ -176,8 +239,11 @@ def cmd_evaluate(a) -> int:
     decoder, vocab, meta, encoder, device = _trained(a)
     if a.length_norm is None:
         a.length_norm = meta.get("length_norm", 0.0)                     # what the model was selected with
-    dataset = meta.get("dataset", a.dataset)
-    split = load_split(dataset, a.split, **_options(dataset, a.root or meta.get("folder")))
+    dataset = meta.get("dataset", a.dataset) if a.dataset_default else a.dataset
+    if dataset != meta.get("dataset", dataset):
+        print(f"note: the model was trained on {meta['dataset']}; evaluating it on {dataset}, as --dataset says", file=sys.stderr)
+    folder = a.root or (meta.get("folder") if dataset == meta.get("dataset") else None)
+    split = load_split(dataset, a.split, **_options(dataset, folder))
     n = min(a.limit or len(split), len(split))
     store = features_for(split, encoder, upto=n, device=a.device)
     idx = store.valid(n)
@@ -305,53 +371,56 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("train", "evaluate", "caption", "prepare"):
         s = sub.add_parser(name)
-        s.add_argument("--dataset", default="shapes", help="shapes (embedded), flickr8k, flickr30k or coco")
-        s.add_argument("--root", help="a real dataset's folder (default: data/DATASET); see data/DATASET/README.md")
+        s.add_argument("--dataset", choices=["shapes", "flickr8k", "flickr30k", "coco"],
+                       help="shapes (embedded, the default), flickr8k, flickr30k or coco" + (
+                           " (default: the checkpoint's)" if name == "evaluate" else ""))
+        s.add_argument("--root", type=_folder, help="a real dataset's folder (default: data/DATASET); see data/DATASET/README.md")
         s.add_argument("--backbone", default="efficientnet-lite0",
                        help="efficientnet-lite0 (7x7x1280, offline), efficientnet-lite0-s16 (14x14x112: sharper attention), "
                             "resnet50/101[-s16] (weights from the torch hub cache)")
-        s.add_argument("--grid", type=int, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
+        s.add_argument("--grid", type=POSITIVE, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
         s.add_argument("--device", default="auto")
-        s.add_argument("--checkpoint", help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
+        s.add_argument("--checkpoint", type=_text("--checkpoint"), help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
                        "evaluate: default that file; caption: default the shipped data/checkpoints/flickr8k-efficientnet-lite0.pt")
         if name == "evaluate":
-            s.add_argument("--beam-size", type=int, nargs="+", default=[3], help="one or more, e.g. --beam-size 1 3 5")
+            s.add_argument("--beam-size", type=POSITIVE, nargs="+", default=[3], help="one or more, e.g. --beam-size 1 3 5")
         else:
-            s.add_argument("--beam-size", type=int, default=3)
-        s.add_argument("--max-len", type=int, default=20)
+            s.add_argument("--beam-size", type=POSITIVE, default=3)
+        s.add_argument("--max-len", type=POSITIVE, default=20)
         if name == "train":
             recipe = lambda key: f"(default: {RECIPES['shapes'][key]} for shapes, {RECIPES['real'][key]} for real datasets)"  # noqa: E731
-            s.add_argument("--epochs", type=int, help="cross-entropy epochs " + recipe("epochs"))
-            s.add_argument("--batch-size", type=int, help=recipe("batch_size"))
-            s.add_argument("--lr", type=float, help="Adam's learning rate " + recipe("lr"))
-            s.add_argument("--lr-decay", type=float, help="the learning rate is multiplied by this after every epoch " + recipe("lr_decay"))
-            s.add_argument("--patience", type=int, help="epochs without a better val BLEU-4 before a phase stops " + recipe("patience"))
-            s.add_argument("--subset", type=int,
+            s.add_argument("--epochs", type=POSITIVE, help="cross-entropy epochs " + recipe("epochs"))
+            s.add_argument("--batch-size", type=POSITIVE, help=recipe("batch_size"))
+            s.add_argument("--lr", type=RATE, help="Adam's learning rate " + recipe("lr"))
+            s.add_argument("--lr-decay", type=DECAY, help="the learning rate is multiplied by this after every epoch " + recipe("lr_decay"))
+            s.add_argument("--patience", type=POSITIVE, help="epochs without a better val BLEU-4 before a phase stops " + recipe("patience"))
+            s.add_argument("--subset", type=COUNT,
                            help="train on the first N training images (0: all) " + recipe("subset"))
-            s.add_argument("--min-freq", type=int, help="keep words seen this often in training " + recipe("min_freq"))
-            s.add_argument("--embed-dim", type=int, help=recipe("embed_dim"))
-            s.add_argument("--hidden-dim", type=int, help=recipe("hidden_dim"))
-            s.add_argument("--attention-dim", type=int, help=recipe("attention_dim"))
-            s.add_argument("--dropout", type=float, help=recipe("dropout"))
+            s.add_argument("--min-freq", type=POSITIVE, help="keep words seen this often in training " + recipe("min_freq"))
+            s.add_argument("--embed-dim", type=POSITIVE, help=recipe("embed_dim"))
+            s.add_argument("--hidden-dim", type=POSITIVE, help=recipe("hidden_dim"))
+            s.add_argument("--attention-dim", type=POSITIVE, help=recipe("attention_dim"))
+            s.add_argument("--dropout", type=FRACTION, help=recipe("dropout"))
             s.add_argument("--mirror", type=int, choices=[0, 1],
                            help="1: also train on the photos flipped left to right (their features cached too) " + recipe("mirror"))
-            s.add_argument("--ema", type=float,
+            s.add_argument("--ema", type=FRACTION,
                            help="validate and keep a moving average of the weights with this decay per step (0: off) " + recipe("ema"))
-            s.add_argument("--scst-epochs", type=int,
+            s.add_argument("--scst-epochs", type=COUNT,
                            help="self-critical epochs after cross-entropy, optimising CIDEr-D (scst.py) " + recipe("scst_epochs"))
-            s.add_argument("--scst-lr", type=float, help=recipe("scst_lr"))
-            s.add_argument("--scst-meteor", type=float,
+            s.add_argument("--scst-lr", type=RATE, help=recipe("scst_lr"))
+            s.add_argument("--scst-meteor", type=WEIGHT,
                            help="self-critical reward = CIDEr-D + this x METEOR's exact-match core (meteor.py) " + recipe("scst_meteor"))
             s.add_argument("--sampling", default="none", choices=["none", "linear", "inverse_sigmoid"])
-            s.add_argument("--alpha-c", type=float, default=None,
+            s.add_argument("--alpha-c", type=WEIGHT, default=None,
                            help="weight of the doubly stochastic attention penalty (default 1/P; 0 lets attention stay on one object)")
             s.add_argument("--no-attention", action="store_true", help="Show and Tell instead of Show-Attend-Tell")
-            s.add_argument("--resume", action="store_true")
-            s.add_argument("--seed", type=int, default=0)
+            s.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")
+            s.add_argument("--overwrite", action="store_true", help="replace an existing --checkpoint (default: refuse)")
+            s.add_argument("--seed", type=COUNT, default=0)
         if name == "evaluate":
-            s.add_argument("--split", default="test")
-            s.add_argument("--limit", type=int, default=0, help="evaluate the first N images of the split (0: all)")
-            s.add_argument("--length-norm", type=float, default=None,
+            s.add_argument("--split", default="test", choices=["train", "val", "test"])
+            s.add_argument("--limit", type=COUNT, default=0, help="evaluate the first N images of the split (0: all)")
+            s.add_argument("--length-norm", type=WEIGHT, default=None,
                            help="rank finished beams by log p / length**L (default: the checkpoint's, else 0: plain log p)")
             s.add_argument("--metrics", default="auto", choices=["auto", "coco", "bleu"],
                            help="coco: pycocoevalcap's BLEU/METEOR/ROUGE-L/CIDEr (needs Java); bleu: captionlib's BLEU; "
@@ -361,26 +430,37 @@ def main(argv: list[str] | None = None) -> int:
                            help="also count gender, colour, number and object words that no reference backs, with examples")
         if name == "caption":
             s.add_argument("images", nargs="+")
-            s.add_argument("--length-norm", type=float, default=None,
+            s.add_argument("--length-norm", type=WEIGHT, default=None,
                            help="rank finished beams by log p / length**L (default: the checkpoint's, else 0)")
             s.add_argument("--attention", metavar="OUT.png",
                            help="also draw where the model looked for each word (several images: OUT-IMAGE.png each)")
         if name == "prepare":
-            s.add_argument("--min-freq", type=int, default=None, help="default: 5 (1 for shapes)")
-            s.add_argument("--subset", type=int, default=0, help="extract features of the first N images per split (0: all)")
+            s.add_argument("--min-freq", type=POSITIVE, default=None, help="default: 5 (1 for shapes)")
+            s.add_argument("--subset", type=COUNT, default=0, help="extract features of the first N images per split (0: all)")
             s.add_argument("--no-features", action="store_true", help="only check the folder and build the vocabulary")
     e = sub.add_parser("export", help="a checkpoint to share: float16 best weights, without the optimiser state")
     e.add_argument("checkpoint", help="a checkpoint `captionlib train` wrote")
     e.add_argument("out", help="where to write the small one")
     e.add_argument("--scores", nargs="+", help="JSON files (`captionlib evaluate --json`) to keep with it, by split")
-    e.add_argument("--length-norm", type=float, help="the length normalisation `caption` and `evaluate` should use with it")
+    e.add_argument("--length-norm", type=WEIGHT, help="the length normalisation `caption` and `evaluate` should use with it")
     a = p.parse_args(argv)
+    if hasattr(a, "dataset"):
+        a.dataset_default = a.dataset is None
+        a.dataset = a.dataset or "shapes"
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "prepare": cmd_prepare,
                 "export": cmd_export}[a.cmd](a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        where = ""
+        if a.cmd == "train":
+            path = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
+            where = (f" The last checkpoint is {path}: the same command with --resume continues from it."
+                     if path.exists() else " No checkpoint was written yet.")
+        print(f"\ninterrupted.{where}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ Shapes: B batch, T time, P regions, E encoder dim.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,33 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .datasets import IMAGE_DIRS, load_real
 from .shapes import Scene, ShapesConfig, load_shapes, render
+from .split import CaptionSplit
 from .utils import data_root
 from .vocab import Vocab, pad_captions, tokenize
 
 __all__ = ["CaptionSplit", "load_split", "mirrored", "DATASETS", "CaptionPairs", "collate"]
-
-
-@dataclass
-class CaptionSplit:
-    dataset: str
-    split: str
-    image_ids: list                  # one id (file name or index) per image
-    captions: list                   # captions[i] = the reference strings of image i
-    images: Sequence                 # images[i] -> PIL RGB image (may raise ImageLoadError)
-    fingerprint: str                 # changes whenever the images could change
-    scenes: list | None = None       # shapes only: objects, boxes and word->object refs
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    def __post_init__(self):
-        if len(self.captions) != len(self.image_ids):
-            raise ValueError(f"{self.dataset}/{self.split}: {len(self.image_ids)} images but {len(self.captions)} caption lists")
-        for i, caps in enumerate(self.captions):
-            if not caps or not any(tokenize(c) for c in caps):
-                raise ValueError(f"{self.dataset}/{self.split}: image {self.image_ids[i]!r} has no non-empty caption; "
-                                 "fix or drop it in the caption file")
 
 
 class _Rendered:
@@ -70,15 +51,14 @@ def _shapes(split: str, root: Path, **options) -> CaptionSplit:
                         _Rendered(scenes, config.image_size), fingerprint, scenes)
 
 
-# name -> loader(split, root, **options). Real datasets register here too.
-DATASETS: dict[str, Callable[..., CaptionSplit]] = {"shapes": _shapes}
+# name -> loader(split, root, **options): the embedded shapes, and the real datasets read from folders (datasets.py).
+DATASETS: dict[str, Callable[..., CaptionSplit]] = {"shapes": _shapes, **{
+    name: functools.partial(load_real, name) for name in IMAGE_DIRS}}
 
 
 def load_split(dataset: str = "shapes", split: str = "train", root: str | Path | None = None, **options) -> CaptionSplit:
     """One split of a dataset. Options go to the dataset (shapes: seed, n_train, ...; real datasets:
     folder, default <data root>/<name>)."""
-    from . import datasets  # noqa: F401  registers flickr8k, flickr30k and coco
-
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
     return DATASETS[dataset](split, Path(root) if root is not None else data_root(), **options)

@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DATASETS, CaptionSplit
+from .split import CaptionSplit
 from .images import ImageLoadError, load_image
 from .vocab import tokenize
 
@@ -224,6 +224,3 @@ def load_real(name: str, split: str, root: Path, folder: str | Path | None = Non
         h.update(f"{f}:{size};".encode())
     return CaptionSplit(name, split, [f for f, _ in items], [caps for _, caps in items],
                         _Files([layout.image_dir / f for f, _ in items]), h.hexdigest())
-
-for _name in IMAGE_DIRS:
-    DATASETS[_name] = (lambda n: lambda split, root, **options: load_real(n, split, root, **options))(_name)

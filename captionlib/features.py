@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -96,6 +97,26 @@ def default_workers(n_images: int) -> int:
 
 
 @torch.inference_mode()
+def _open_cache(folder: Path, n: int):
+    """(shape, done, bad) of the cache in `folder`, or None (with a warning) when any of its files is damaged:
+    the caller then lays it out anew. A cache of another number of images is refused, not rebuilt."""
+    try:
+        shape = tuple(json.loads((folder / "meta.json").read_text())["shape"])
+        done = np.load(folder / "done.npy")
+        bad = {str(k): str(v) for k, v in json.loads((folder / "bad.json").read_text()).items()}
+        size = (folder / "features.f16").stat().st_size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        warnings.warn(f"feature cache {folder} is damaged ({type(e).__name__}: {e}); extracting its features again")
+        return None
+    if shape[0] != n:
+        raise ValueError(f"feature cache {folder} holds {shape[0]} images but the dataset has {n}; delete the folder to rebuild it")
+    if len(shape) != 3 or done.shape != (n,) or done.dtype != bool or size != n * shape[1] * shape[2] * 2:
+        warnings.warn(f"feature cache {folder} is damaged (features.f16 has {size} bytes for {shape}, done.npy "
+                      f"{done.shape}); extracting its features again")
+        return None
+    return shape, done, bad
+
+
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
                      batch_size: int | None = None, device: str = "auto", progress: bool = True,
                      workers: int | None = None, commit_every: float = 5.0, label: str | None = None) -> FeatureStore:
@@ -120,20 +141,20 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     device = pick_device(device)
     if batch_size is None:  # measured (benchmarks/): small batches stay in a 2-core CPU's caches, GPUs want large ones
         batch_size = 4 if device.type == "cpu" else 64
-    if not (folder / "meta.json").exists():
-        # Probe one image for P and E, then lay out the full file.
-        feats, _ = encoder.to(device).eval()(encoder.preprocess(images[0]).to(device))
+    opened = _open_cache(folder, n) if (folder / "meta.json").exists() else None
+    if opened is None:
+        # Probe a blank image for P and E (not images[0]: a bad first file must be skipped like any other),
+        # then lay out the full file.
+        side = encoder.backbone.image_size
+        with torch.no_grad():
+            feats, _ = encoder.to(device).eval()(encoder.preprocess(Image.new("RGB", (side, side))).to(device))
         shape = (n, feats.shape[1], feats.shape[2])
         np.memmap(folder / "features.f16", np.float16, "w+", shape=shape).flush()
         atomic_write(folder / "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
         atomic_write(folder / "bad.json", lambda f: f.write(b"{}"))
         atomic_write(folder / "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
-    meta = json.loads((folder / "meta.json").read_text())
-    shape = tuple(meta["shape"])
-    if shape[0] != n:
-        raise ValueError(f"feature cache {folder} holds {shape[0]} images but the dataset has {n}; delete the folder to rebuild it")
-    done = np.load(folder / "done.npy")
-    bad = json.loads((folder / "bad.json").read_text())
+        opened = _open_cache(folder, n)
+    shape, done, bad = opened
     todo = [i for i in range(upto) if not done[i]]
     if not todo:
         return FeatureStore(folder)

@@ -9,6 +9,10 @@ Shapes: S image side in pixels.
 from __future__ import annotations
 
 import io
+import os
+import re
+import stat
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -33,14 +37,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale: scale to 8 bits first
-        arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        return Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        arr = (arr - arr.min()) / max(float(arr.max() - arr.min()), 1e-12) * 255
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit integer or float grayscale: to 8 bits first
+        arr = np.asarray(img, dtype=np.float64)
+        finite = np.isfinite(arr)
+        arr = np.where(finite, arr, 0.0)                  # NaN/inf pixels (float TIFFs) become the darkest value
+        low, high = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+        if img.mode != "F" and low >= 0 and high <= 65535:   # the usual 8- and 16-bit ranges keep their meaning
+            low, high = 0.0, (65535.0 if high > 255 else 255.0)
+        arr = (np.clip(arr, low, None) - low) / max(high - low, 1e-12) * 255
+        return Image.fromarray(arr.clip(0, 255).astype(np.uint8)).convert("RGB")
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, RGB
 
 
@@ -49,19 +54,51 @@ def load_image(path: str | Path, data: bytes | None = None) -> Image.Image:
 
     data: the file's bytes when it is not on disk (an upload); `path` then only names it in errors.
     """
+    if data is None:
+        _check_file(path)
     path = Path(path)
-    if data is None and not path.exists():
-        raise ImageLoadError(f"{path}: no such file. Check the path"
-                             + ("" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})") + ".")
     try:
-        with Image.open(io.BytesIO(data) if data is not None else path) as img:
-            img.load()  # decode now, inside the try, so truncation is caught here
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)   # PIL only warns below 2x its limit
+            with Image.open(io.BytesIO(data) if data is not None else path) as img:
+                img.load()  # decode now, inside the try, so truncation is caught here
+                img = ImageOps.exif_transpose(img)
+                return to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        declared = re.search(r"\d+ pixels", str(e))
+        raise ImageLoadError(f"{path}: the image declares {declared.group() if declared else 'too many pixels'}, more than "
+                             f"the {Image.MAX_IMAGE_PIXELS:,} that are decoded safely (a decompression bomb, or a huge scan). "
+                             "Resize it below about 9000x9000 first.") from None
     except UnidentifiedImageError as e:
         raise ImageLoadError(f"{path}: not an image file PIL can read ({e}). Remove it or replace it with a JPEG/PNG.") from e
+    except PermissionError:
+        raise ImageLoadError(f"{path}: permission denied: this user may not read it (chmod a+r, or copy it).") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(f"{path}: the file is corrupt or truncated ({e}). Download it again, or remove it.") from e
+
+
+def _check_file(path: str | Path) -> None:
+    """What is wrong with `path` as an image file, said before PIL tries it (a pipe would block forever)."""
+    if str(path).strip() == "":
+        raise ImageLoadError("an empty path was given as an image: name a file")
+    path = Path(path)
+    where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such file{where}. Check the path.") from None
+    except PermissionError:
+        raise ImageLoadError(f"{path}: permission denied on a folder above it: this user may not reach it.") from None
+    except OSError as e:          # a symlink loop, a name too long, ...
+        raise ImageLoadError(f"{path}: cannot be reached ({e.strerror or e}).") from None
+    if stat.S_ISDIR(mode):
+        raise ImageLoadError(f"{path} is a folder, not an image file: name the images in it (e.g. {path}/*.jpg).")
+    if not stat.S_ISREG(mode):
+        raise ImageLoadError(f"{path} is not a regular file (a pipe, socket or device): copy the image to a file first.")
+    if not os.access(path, os.R_OK):
+        raise ImageLoadError(f"{path}: permission denied: this user may not read it (chmod a+r, or copy it).")
+    if os.stat(path).st_size == 0:
+        raise ImageLoadError(f"{path} is empty (0 bytes): a download that failed? Download it again, or remove it.")
 
 
 def resized(img: Image.Image, size: int) -> np.ndarray:

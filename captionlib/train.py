@@ -112,6 +112,33 @@ def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, devi
     return score_captions(generated, vocab, [captions[i] for i in indices])
 
 
+def non_finite(tensors: dict) -> list[str]:
+    """Names of the floating-point tensors in {name: tensor} that hold a NaN or an infinity."""
+    return [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def _check_state(path, s) -> dict:
+    """A loaded checkpoint that is a captionlib one, with finite weights; else a ValueError naming what is wrong."""
+    if not isinstance(s, dict):
+        raise ValueError(f"{path} holds a {type(s).__name__}, not a captionlib checkpoint (a dict saved by `captionlib train`)")
+    missing = [k for k in ("model", "decoder_config", "vocab") if k not in s]
+    if missing:
+        raise ValueError(f"{path} is not a captionlib checkpoint (no {', '.join(map(repr, missing))}); "
+                         "was it saved by `captionlib train`?")
+    if not isinstance(s["decoder_config"], dict) or not isinstance(s["vocab"], dict) or "idx_to_word" not in s["vocab"]:
+        raise ValueError(f"{path}: its decoder_config or vocab entry is damaged; train or download the checkpoint again")
+    unknown = sorted(set(s["decoder_config"]) - set(DecoderConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"{path} was written by a newer captionlib (decoder settings {', '.join(unknown)} are unknown "
+                         "here): update captionlib (git pull, then make install)")
+    for key in ("model", "best_model"):
+        bad = non_finite(s.get(key) or {})
+        if bad:
+            raise ValueError(f"{path}: the weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} in {key!r} hold "
+                             "NaN or inf; that run diverged. Retrain (a lower --lr) rather than use it")
+    return s
+
+
 class Trainer:
     """Fits a decoder on cached features.
 
@@ -166,7 +193,10 @@ class Trainer:
             atomic_save(self.state(), self.checkpoint)
 
     def load(self, path: str | Path) -> None:
-        s = load_checkpoint(path)
+        s = _check_state(path, load_checkpoint(path))
+        if "optimizer" not in s:
+            raise ValueError(f"{path} holds no training state (an exported model?): it cannot be resumed. "
+                             "Start a new run with another --checkpoint")
         if s.get("decoder_config") != asdict(self.decoder_config):
             raise ValueError(f"{path} was trained with decoder {s.get('decoder_config')}, not {asdict(self.decoder_config)}; "
                              "use the same settings to resume, or start a new checkpoint")
@@ -220,10 +250,24 @@ class Trainer:
             else:
                 self.ema[k].copy_(v)
 
+    def _stop_if_non_finite(self, loss: torch.Tensor, what: str) -> None:
+        """Stop before a NaN/inf reaches the weights: the checkpoint on disk keeps the last good ones."""
+        if not torch.isfinite(loss):
+            saved = f"; the last good checkpoint is {self.checkpoint}" if self.checkpoint and self.checkpoint.exists() else ""
+            raise RuntimeError(f"training stopped: the {what} is {float(loss.detach())} at epoch {self.epoch + 1}, step "
+                               f"{self.step_in_epoch + 1} (global step {self.global_step + 1}). Lower the learning rate "
+                               f"(now {self.optimizer.param_groups[0]['lr']:g}), or check the features{saved}")
+
     def train_step(self, features, captions, sample_prob: float) -> float:
         self.decoder.train()
+        if not torch.isfinite(features).all():
+            bad = (~torch.isfinite(features)).flatten(1).any(1).nonzero().flatten().tolist()
+            raise RuntimeError(f"training stopped: the features of batch rows {bad[:5]} hold NaN or inf (epoch "
+                               f"{self.epoch + 1}, step {self.step_in_epoch + 1}); the feature cache is damaged: delete "
+                               "data/cache/features and run again to extract them anew")
         loss = self.decoder.loss(features, captions, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx,
                                  sample_prob=sample_prob)
+        self._stop_if_non_finite(loss, "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -311,6 +355,7 @@ class Trainer:
         g = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
         loss, reward = scst_loss(self.decoder, feats.to(self.device), positions, self.reward, self.vocab,
                                  cfg.scst_samples, cfg.scst_max_len, g)
+        self._stop_if_non_finite(loss, "self-critical loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -356,7 +401,7 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
     without the optimiser state (about a quarter of the training checkpoint). Loads with `load_model`, with
     weights_only=True like every checkpoint. `notes`: plain data to keep with it (e.g. the scores); `meta`:
     entries added to the checkpoint's metadata (e.g. the length normalisation it was selected with)."""
-    s = load_checkpoint(checkpoint)
+    s = _check_state(checkpoint, load_checkpoint(checkpoint))
     weights = s.get("best_model") or s["model"]
     history = {k: v for k, v in s.get("history", {}).items() if k != "step_loss"}   # per-epoch curves only
     release = {"model": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
@@ -368,10 +413,7 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
 
 def load_model(path: str | Path, device: str = "auto"):
     """A trained decoder from a checkpoint (best weights), with its vocabulary and metadata."""
-    s = load_checkpoint(path)
-    for key in ("model", "decoder_config", "vocab"):
-        if key not in s:
-            raise ValueError(f"{path} is not a captionlib checkpoint (no {key!r}); was it saved by `captionlib train`?")
+    s = _check_state(path, load_checkpoint(path))
     vocab = Vocab.from_state_dict(s["vocab"])
     config = DecoderConfig(**s["decoder_config"])
     if config.vocab_size != len(vocab):

@@ -63,11 +63,18 @@ def atomic_write(path: str | Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())               # mkstemp makes 0600; a saved file should read like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_save(obj, path: str | Path) -> Path:
@@ -80,7 +87,12 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint there. Train one with `captionlib train`, or check the path.")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (a folder?): give the checkpoint file itself, e.g. {path / 'model.pt'}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle/zip errors differ across torch versions
-        raise ValueError(f"{path}: not a readable captionlib checkpoint ({type(e).__name__}: {e}).") from e
+        # torch's own message may advise weights_only=False: that would run whatever code the file holds. Not passed on.
+        reason = "it holds objects other than tensors and plain data (code), which are never unpickled here" \
+            if "unsupported global" in str(e).lower() else f"it is truncated, damaged or not a torch file ({type(e).__name__})"
+        raise ValueError(f"{path}: not a readable captionlib checkpoint: {reason}. Train it again, or download it again.") from None

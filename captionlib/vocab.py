@@ -9,6 +9,7 @@ Shapes: B batch, T time (tokens, `<start>` and `<end>` included).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -19,14 +20,16 @@ __all__ = ["PAD", "START", "END", "UNK", "SPECIALS", "tokenize", "Vocab", "pad_c
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)  # fixed indices 0..3, so pad_idx is always 0
 
-_NOT_WORD = re.compile(r"[^a-z0-9\s]")
+# Karpathy's rule drops punctuation, not letters: any script's letters and digits stay ("café", "läuft", "狗").
+_NOT_WORD = re.compile(r"[^\w\s]|_")
 
 
 def tokenize(caption: str) -> list[str]:
-    """'A small, RED circle.' -> ['a', 'small', 'red', 'circle'] (punctuation dropped)."""
+    """'A small, RED circle.' -> ['a', 'small', 'red', 'circle'] (punctuation dropped, letters of any script kept)."""
     if not isinstance(caption, str):
         raise TypeError(f"a caption must be a string, got {type(caption).__name__}: {caption!r}")
-    return _NOT_WORD.sub(" ", caption.lower()).split()
+    # NFC first: an accent typed as a separate combining mark joins its letter instead of splitting the word
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFC", caption).lower()).split()
 
 
 class Vocab:

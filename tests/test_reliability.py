@@ -1,0 +1,326 @@
+"""Careless and hostile input: each case gets a correct result or one message that names the problem and the fix,
+never a traceback, a hang or a silently wrong number, and no file runs code. One test (or parameter) per case."""
+import ast
+import os
+import re
+import stat
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captionlib.__main__ import main
+from captionlib.images import ImageLoadError, load_image, to_rgb
+from captionlib.train import load_model
+from captionlib.utils import atomic_save, atomic_write, load_checkpoint
+from captionlib.vocab import tokenize
+
+from test_train import trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------ command-line values, before any work
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--beam-size", "0"], "--beam-size: 0 is outside the valid range [1, inf)"),
+    (["evaluate", "--beam-size", "3", "-2"], "--beam-size: -2 is outside the valid range [1, inf)"),
+    (["train", "--epochs", "0"], "--epochs: 0 is outside the valid range [1, inf)"),
+    (["train", "--max-len", "0"], "--max-len: 0 is outside"),
+    (["train", "--grid", "0"], "--grid: 0 is outside"),
+    (["train", "--batch-size", "-1"], "--batch-size: -1 is outside"),
+    (["train", "--patience", "0"], "--patience: 0 is outside"),
+    (["train", "--hidden-dim", "0"], "--hidden-dim: 0 is outside"),
+    (["train", "--alpha-c", "-1"], "--alpha-c: -1 is outside the valid range [0, inf)"),
+    (["train", "--lr", "inf"], "--lr: inf is outside the valid range (0, inf)"),
+    (["train", "--lr", "nan"], "--lr: nan is outside"),
+    (["train", "--lr", "0"], "--lr: 0 is outside the valid range (0, inf)"),
+    (["train", "--dropout", "1"], "--dropout: 1 is outside the valid range [0, 1)"),
+    (["train", "--lr-decay", "0"], "--lr-decay: 0 is outside the valid range (0, 1]"),
+    (["train", "--epochs", "three"], "--epochs: 'three' is not an integer"),
+    (["evaluate", "--split", "bogus"], "invalid choice: 'bogus'"),
+    (["train", "--dataset", "flikr8k"], "invalid choice: 'flikr8k'"),
+    (["caption", "--checkpoint", "", "x.jpg"], "--checkpoint: --checkpoint is empty"),
+    (["prepare", "--dataset", "flickr8k", "--root", ""], "--root: the folder is empty"),
+    (["prepare", "--dataset", "flickr8k", "--root", str(REPO / "README.md")], "is a file, not a folder"),
+])
+def test_option_values_are_refused_at_parse_time_with_the_valid_range(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where, says", [("folder", "is a folder; give a file name"),
+                                         ("file/under.pt", "is a file, so nothing can be written under it")])
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, where, says):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["train", "--checkpoint", str(tmp_path / where)]) == 2
+    assert says in capsys.readouterr().err                    # and no features were extracted first: it returns at once
+
+
+def test_train_never_overwrites_a_finished_run_unless_told(tmp_path, capsys):
+    done = tmp_path / "run.pt"
+    done.write_bytes(b"a finished run")
+    assert main(["train", "--checkpoint", str(done)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a checkpoint" in err and "--resume" in err and "--overwrite" in err
+    assert done.read_bytes() == b"a finished run"
+
+
+def test_ctrl_c_says_where_the_last_checkpoint_is(tmp_path, capsys, monkeypatch):
+    import captionlib.__main__ as cli
+
+    def interrupted(a):
+        Path(a.checkpoint).write_bytes(b"saved")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    assert cli.main(["train", "--checkpoint", str(tmp_path / "r.pt")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and str(tmp_path / "r.pt") in err and "--resume" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ images
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG header that declares width x height pixels, with (almost) no pixel data."""
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def _bad_files(folder: Path) -> dict:
+    """name -> (how to make it, what the message must say)."""
+    return {
+        "bomb.png": (lambda p: p.write_bytes(_png_declaring(100_000, 100_000)), "declares 10000000000 pixels"),
+        "big.png": (lambda p: p.write_bytes(_png_declaring(11_000, 11_000)), "declares 121000000 pixels"),  # PIL only warns
+        "pipe.jpg": (lambda p: os.mkfifo(p), "not a regular file"),
+        "folder.jpg": (lambda p: p.mkdir(), "is a folder, not an image file"),
+        "empty.jpg": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+        "text.jpg": (lambda p: p.write_text("hello"), "not an image file PIL can read"),
+        "loop.jpg": (lambda p: (os.symlink(folder / "loop2.jpg", p), os.symlink(p, folder / "loop2.jpg")), "cannot be reached"),
+        "missing.jpg": (lambda p: None, "no such file"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_files(Path("."))))
+def test_each_bad_image_file_gets_its_own_message_and_none_hangs(tmp_path, name):
+    make, says = _bad_files(tmp_path)[name]
+    make(tmp_path / name)
+    with pytest.raises(ImageLoadError, match=re.escape(says)):
+        load_image(tmp_path / name)
+
+
+def test_an_empty_path_and_an_unreadable_file(tmp_path):
+    with pytest.raises(ImageLoadError, match="empty path"):
+        load_image("")
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file: the permission case needs another user")
+    locked = tmp_path / "locked.jpg"
+    Image.new("RGB", (4, 4)).save(locked)
+    locked.chmod(0)
+    with pytest.raises(ImageLoadError, match="permission denied"):
+        load_image(locked)
+
+
+def test_32_bit_and_nan_holding_grayscale_keep_their_picture():
+    ramp = np.linspace(-70_000, 2_000_000, 64, dtype=np.float64).reshape(8, 8)
+    wide = np.asarray(to_rgb(Image.fromarray(ramp.astype(np.int32), mode="I")))[..., 0]
+    assert wide.min() == 0 and wide.max() == 255 and len(np.unique(wide)) > 30        # not flat white
+    floats = ramp.astype(np.float32)
+    floats[0, 0] = np.nan
+    shown = np.asarray(to_rgb(Image.fromarray(floats, mode="F")))[..., 0]
+    assert shown.max() == 255 and len(np.unique(shown)) > 30                           # not flat black
+
+
+def test_a_caption_batch_with_bad_images_captions_the_good_ones_and_lists_the_bad(tmp_path, capsys):
+    import matplotlib
+
+    good = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(100_000, 100_000))
+    os.mkfifo(tmp_path / "pipe.jpg")
+    assert main(["caption", str(tmp_path / "bomb.png"), str(good), str(tmp_path / "pipe.jpg"), "--beam-size", "1"]) == 1
+    captured = capsys.readouterr()
+    assert f"{good}: " in captured.out
+    assert "2 of 3 images could not be read" in captured.err and "decompression bomb" in captured.err
+
+
+def test_a_bad_first_image_is_skipped_like_any_other(tmp_path):
+    from captionlib.encoder import Encoder
+    from captionlib.features import extract_features
+
+    class Images:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            if i == 0:
+                raise ImageLoadError("first.jpg: the file is corrupt")
+            return Image.new("RGB", (40, 40), (i * 80, 0, 0))
+    with pytest.warns(UserWarning, match="skipping image 0: first.jpg"):
+        store = extract_features(Encoder(), Images(), "k", tmp_path, device="cpu", progress=False, workers=0)
+    assert store.valid().tolist() == [1, 2] and 0 in store.bad
+
+
+# ------------------------------------------------------------------ the feature cache
+
+@pytest.mark.parametrize("damage", ["truncate features", "break meta.json", "break done.npy", "break bad.json"])
+def test_a_damaged_feature_cache_is_rebuilt_never_read(tmp_path, damage):
+    from captionlib.encoder import Encoder
+    from captionlib.features import extract_features
+
+    images = [Image.new("RGB", (32, 32), (i * 60, 20, 200 - i * 60)) for i in range(3)]
+    encoder = Encoder()
+    first = extract_features(encoder, images, "k", tmp_path, device="cpu", progress=False, workers=0)
+    want = np.array(first.features)
+    folder = tmp_path / "k"
+    file, content = {"truncate features": ("features.f16", None), "break meta.json": ("meta.json", b"{not json"),
+                     "break done.npy": ("done.npy", b"garbage"), "break bad.json": ("bad.json", b"[1, 2")}[damage]
+    if content is None:
+        (folder / file).write_bytes((folder / file).read_bytes()[:100])
+    else:
+        (folder / file).write_bytes(content)
+    with pytest.warns(UserWarning, match=f"feature cache {folder} is damaged"):
+        again = extract_features(encoder, images, "k", tmp_path, device="cpu", progress=False, workers=0)
+    np.testing.assert_array_equal(np.array(again.features), want)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+class _RunsCode:
+    """Unpickling this calls os.system: a checkpoint from a hostile classmate."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, capsys):
+    marker, evil = tmp_path / "it-ran", tmp_path / "evil.pt"
+    torch.save({"model": _RunsCode(marker), "decoder_config": {}, "vocab": {}}, evil)
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(evil)
+    assert "never unpickled" in str(e.value) and "weights_only=False" not in str(e.value)
+    assert main(["caption", "--checkpoint", str(evil), str(REPO / "README.md")]) == 2
+    assert main(["evaluate", "--checkpoint", str(evil)]) == 2
+    assert main(["export", str(evil), str(tmp_path / "out.pt")]) == 2
+    assert "weights_only=False" not in capsys.readouterr().err
+    assert not marker.exists()
+    with pytest.raises(ValueError):                                      # resume, too
+        trainer(tmp_path, "evil.pt").fit(resume=True, progress=False)
+    assert not marker.exists()
+
+
+def _trained(tmp_path) -> tuple[Path, dict]:
+    t = trainer(tmp_path, "good.pt", epochs=1)
+    t.fit(progress=False)
+    return tmp_path / "good.pt", torch.load(tmp_path / "good.pt", weights_only=True)
+
+
+def test_unexpected_checkpoint_contents_are_named(tmp_path):
+    path, good = _trained(tmp_path)
+    cases = {
+        "random bytes": (os.urandom(4096), "truncated, damaged or not a torch file"),
+        "truncated": (path.read_bytes()[:2000], "truncated, damaged or not a torch file"),
+    }
+    for name, (content, says) in cases.items():
+        (tmp_path / "x.pt").write_bytes(content)
+        with pytest.raises(ValueError, match=says):
+            load_model(tmp_path / "x.pt", device="cpu")
+    objects = {
+        "an int": (7, "holds a int, not a captionlib checkpoint"),
+        "no vocabulary": ({k: v for k, v in good.items() if k != "vocab"}, "no 'vocab'"),
+        "a newer config": ({**good, "decoder_config": {**good["decoder_config"], "layers": 2}}, "newer captionlib"),
+        "NaN weights": ({**good, "best_model": {k: v * float("nan") if v.is_floating_point() else v
+                                                for k, v in good["best_model"].items()}}, "hold NaN or inf"),
+        "an empty vocabulary": ({**good, "vocab": {"idx_to_word": []}}, "not a captionlib vocabulary"),
+    }
+    for name, (content, says) in objects.items():
+        torch.save(content, tmp_path / "x.pt")
+        with pytest.raises(ValueError, match=says):
+            load_model(tmp_path / "x.pt", device="cpu")
+
+
+def test_a_folder_given_as_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="is not a file"):
+        load_checkpoint(tmp_path)
+
+
+def test_resuming_from_an_exported_model_is_refused(tmp_path):
+    from captionlib.train import export_model
+
+    path, _ = _trained(tmp_path)
+    export_model(path, tmp_path / "small.pt")
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        trainer(tmp_path, "small.pt", epochs=1).fit(resume=True, progress=False)
+
+
+# ------------------------------------------------------------------ training faults
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_good_checkpoint(tmp_path):
+    t = trainer(tmp_path, "run.pt", epochs=2)
+    t.fit(progress=False, stop_after_steps=4)
+    saved = (tmp_path / "run.pt").read_bytes()
+    for group in t.optimizer.param_groups:
+        group["lr"] = float("inf")                                    # what --lr inf did before it was refused
+    real = t.decoder.loss
+    calls = []
+
+    def loss(*args, **kw):                                            # the step after the infinite update diverges
+        calls.append(1)
+        value = real(*args, **kw)
+        return value * float("nan") if len(calls) > 1 else value
+    t.decoder.loss = loss
+    with pytest.raises(RuntimeError, match=r"the loss is nan at epoch 1, step 6 .*last good checkpoint is .*run\.pt"):
+        t.fit(resume=False, progress=False)
+    assert (tmp_path / "run.pt").read_bytes() == saved                # nothing non-finite was saved
+
+
+def test_non_finite_features_stop_training_with_the_fix(tmp_path):
+    t = trainer(tmp_path, epochs=1)
+    features = np.array(t.pairs.features)
+    features[3, 0, 0] = np.nan
+    t.pairs.features = features
+    with pytest.raises(RuntimeError, match="hold NaN or inf .*delete data/cache/features"):
+        t.fit(progress=False)
+
+
+# ------------------------------------------------------------------ files and words
+
+def test_saved_files_follow_the_umask_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "f.json", lambda f: f.write(b"{}"))
+        saved = atomic_save({"a": torch.zeros(1)}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and stat.S_IMODE(saved.stat().st_mode) == 0o644
+
+
+def test_the_tokenizer_keeps_letters_of_every_script():
+    assert tokenize("Un café au lait.") == ["un", "café", "au", "lait"]
+    assert tokenize("Der Hund läuft über die Straße!") == ["der", "hund", "läuft", "über", "die", "straße"]
+    assert tokenize("cafe\u0301") == ["café"]                        # a combining accent joins its letter
+    assert tokenize("一只狗。") == ["一只狗"]                              # not "no caption"
+    assert tokenize("a dog's ball, (red)") == ["a", "dog", "s", "ball", "red"]   # punctuation still goes
+
+
+def test_splits_and_real_folders_import_no_circle():
+    imports = {}
+    for name in ("data", "datasets", "split"):
+        tree = ast.parse((REPO / "captionlib" / f"{name}.py").read_text())
+        imports[name] = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        imports[name] |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1 and not n.module
+                          for a in n.names}
+    assert "data" not in imports["datasets"] and not {"data", "datasets"} & imports["split"]
+    assert "datasets" in imports["data"]
+    assert subprocess.run([sys.executable, "-c", "import captionlib.datasets, captionlib.data"], cwd=REPO).returncode == 0
