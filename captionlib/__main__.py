@@ -172,7 +172,7 @@ def cmd_prepare(a) -> int:
     layout = check_folder(a.dataset, a.root or data_root() / a.dataset)
     print(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
     for note in layout.notes:
-        print(f"  note: {note}")
+        print(f"  {'' if note.startswith('warning:') else 'note: '}{note}")
     splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root)) for s in ("train", "val", "test")}
     for s, split in splits.items():
         print(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")

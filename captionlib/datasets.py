@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 from dataclasses import dataclass, field
@@ -88,35 +89,72 @@ def find_layout(name: str, folder: str | Path) -> tuple[Layout | None, list[str]
     return Layout(name, folder, fmt, captions, image_dir or folder), problems
 
 
-def _karpathy(layout: Layout) -> dict:
+def _text(layout: Layout, path: Path) -> str:
+    """A caption or split file's text: UTF-8 (a byte-order mark, as Windows tools write, is dropped), else
+    Latin-1/cp1252 with a note, so an old export is read rather than refused."""
+    raw = path.read_bytes()
     try:
-        data = json.loads(layout.caption_file.read_text(encoding="utf-8"))
-        images = data["images"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise DatasetError(f"{layout.caption_file}: not a Karpathy split file ({e}); {_readme(layout.name)}") from e
-    out = {s: [] for s in SPLITS}
-    for im in images:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        layout.notes.append(f"{path.name} is not UTF-8 (line {line} is the first that is not): read it as Windows-1252/Latin-1")
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
+def _malformed(path: Path, bad: list, expected: str) -> DatasetError:
+    shown = "\n".join(f"  {path}, line {n}: {text[:60]!r}" for n, text in bad[:5])
+    more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return DatasetError(f"{path}: {len(bad)} line(s) are not {expected}:\n{shown}{more}")
+
+
+def _karpathy(layout: Layout) -> dict:
+    path = layout.caption_file
+    try:
+        data = json.loads(_text(layout, path))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}); {_readme(layout.name)}") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if isinstance(images, dict):                     # some exports key the images by id
+        images = list(images.values())
+    if not isinstance(images, list):
+        raise DatasetError(f"{path}: not a Karpathy split file (no list of 'images'); {_readme(layout.name)}")
+    out, problems = {s: [] for s in SPLITS}, []
+    for k, im in enumerate(images):
+        if not isinstance(im, dict) or not im.get("filename"):
+            problems.append((k, f"image entry {k} has no 'filename': {str(im)[:50]}"))
+            continue
         split = "train" if im.get("split") == "restval" else im.get("split")
         if split not in out:
             continue
-        rel = Path(im.get("filepath", "")) / im["filename"]
-        caps = [" ".join(s["tokens"]) if s.get("tokens") else s.get("raw", "") for s in im.get("sentences", [])]
+        rel = Path(im.get("filepath") or "") / im["filename"]
+        sentences = [x for x in (im.get("sentences") or []) if isinstance(x, dict)]      # null or missing: no captions
+        caps = [" ".join(x["tokens"]) if x.get("tokens") else str(x.get("raw") or "") for x in sentences]
         out[split].append((str(rel), caps))
+    if problems:
+        raise DatasetError(f"{path}: {len(problems)} image entries are unusable:\n"
+                           + "\n".join(f"  {m}" for _, m in problems[:5]) + ("\n  ..." if len(problems) > 5 else ""))
     return out
 
 
 def _flickr8k_token(layout: Layout) -> dict:
     captions: dict[str, list] = {}
-    for n, line in enumerate(layout.caption_file.read_text(encoding="utf-8").splitlines(), 1):
+    bad = []
+    for n, line in enumerate(_text(layout, layout.caption_file).splitlines(), 1):
         if not line.strip():
             continue
         key, sep, caption = line.partition("\t")
         if not sep or "#" not in key:
-            raise DatasetError(f"{layout.caption_file}, line {n}: expected 'IMAGE.jpg#k<TAB>caption', got {line[:60]!r}")
+            bad.append((n, line))
+            continue
         captions.setdefault(key.rsplit("#", 1)[0], []).append(caption)
+    if bad:
+        raise _malformed(layout.caption_file, bad, "'IMAGE.jpg#k<TAB>caption'")
     out = {}
     for split, name in zip(SPLITS, ("train", "dev", "test")):
-        lines = (layout.folder / f"Flickr_8k.{name}Images.txt").read_text(encoding="utf-8").split()
+        lines = _text(layout, layout.folder / f"Flickr_8k.{name}Images.txt").split()
         out[split] = [(f, captions.get(f, [])) for f in lines]
     listed = {f for items in out.values() for f, _ in items}
     unlisted = sorted(set(captions) - listed)
@@ -131,14 +169,18 @@ def _flickr8k_token(layout: Layout) -> dict:
 
 def _kaggle(layout: Layout) -> dict:
     captions: dict[str, list] = {}
-    with layout.caption_file.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
-            raise DatasetError(f"{layout.caption_file}: expected a CSV with the header 'image,caption', got {header}")
-        for row in reader:
-            if len(row) >= 2:
-                captions.setdefault(row[0], []).append(",".join(row[1:]))
+    reader = csv.reader(io.StringIO(_text(layout, layout.caption_file), newline=""))
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
+        raise DatasetError(f"{layout.caption_file}, line 1: expected a CSV with the header 'image,caption', got {header}")
+    bad = []
+    for row in reader:
+        if len(row) >= 2 and row[0].strip():
+            captions.setdefault(row[0].strip(), []).append(",".join(row[1:]))
+        elif any(cell.strip() for cell in row):
+            bad.append((reader.line_num, ",".join(row)))
+    if bad:
+        raise _malformed(layout.caption_file, bad, "'image,caption' rows")
     names = sorted(captions)
     random.Random(SPLIT_SEED).shuffle(names)
     n = len(names)
@@ -184,11 +226,33 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
             if no_caps:
                 problems.append(f"{len(no_caps)} {split} images have no caption, e.g. {', '.join(no_caps[:3])}")
             splits[split] = (items, sizes)
+        layout.notes += _duplicates(splits)
     if problems:
         raise DatasetError(f"{name} in {Path(folder)} cannot be used:\n  - " + "\n  - ".join(problems)
                            + f"\n{_readme(name)}")
     _SCANNED[key] = (layout, splits)
     return layout, splits
+
+
+def _duplicates(splits: dict) -> list[str]:
+    """Warnings for images listed twice, the same caption twice for one image, and images in two splits
+    (a test image seen in training makes the test scores too good)."""
+    notes, seen = [], {}
+    for split, (items, _) in splits.items():
+        names = [f for f, _ in items]
+        twice = sorted({f for f in names if names.count(f) > 1}) if len(set(names)) < len(names) else []
+        if twice:
+            notes.append(f"warning: {len(twice)} {split} image(s) are listed more than once, e.g. {', '.join(twice[:3])}")
+        repeated = [f for f, caps in items if len(set(caps)) < len(caps)]
+        if repeated:
+            notes.append(f"warning: {len(repeated)} {split} image(s) have the same caption twice, e.g. {', '.join(repeated[:3])}")
+        for other, names_other in seen.items():
+            shared = sorted(set(names) & names_other)
+            if shared:
+                notes.append(f"warning: {len(shared)} image(s) are in both {other} and {split}, e.g. {', '.join(shared[:3])}: "
+                             "scores on the later split are then not a fair test")
+        seen[split] = set(names)
+    return notes
 
 
 def check_folder(name: str, folder: str | Path) -> Layout:

@@ -324,3 +324,76 @@ def test_splits_and_real_folders_import_no_circle():
     assert "data" not in imports["datasets"] and not {"data", "datasets"} & imports["split"]
     assert "datasets" in imports["data"]
     assert subprocess.run([sys.executable, "-c", "import captionlib.datasets, captionlib.data"], cwd=REPO).returncode == 0
+
+
+# ------------------------------------------------------------------ dataset folders
+
+def test_a_kaggle_file_with_a_byte_order_mark_and_a_latin_1_token_file_are_read(tmp_path):
+    from captionlib.data import load_split
+    from test_datasets import flickr8k_token, kaggle
+
+    folder, _ = kaggle(tmp_path / "bom")
+    (folder / "captions.txt").write_bytes(b"\xef\xbb\xbf" + (folder / "captions.txt").read_bytes())   # Windows' BOM
+    assert len(load_split("flickr8k", "train", folder=folder)) > 0
+    folder, names = flickr8k_token(tmp_path / "latin")
+    token = folder / "Flickr8k.token.txt"
+    token.write_bytes(token.read_bytes().replace(b"something", "caf\u00e9".encode("latin-1")))
+    split = load_split("flickr8k", "train", folder=folder)
+    assert any("café" in c for caps in split.captions for c in caps)
+    assert any("not UTF-8" in n and "Latin-1" in n for n in check_folder_notes(folder))
+
+
+def check_folder_notes(folder):
+    from captionlib.datasets import check_folder
+
+    return check_folder("flickr8k", folder).notes
+
+
+def test_every_malformed_caption_line_is_listed_with_its_number(tmp_path):
+    from captionlib.datasets import DatasetError, check_folder
+    from test_datasets import flickr8k_token
+
+    folder, _ = flickr8k_token(tmp_path)
+    token = folder / "Flickr8k.token.txt"
+    lines = token.read_text().splitlines()
+    lines[2], lines[9] = "no tab here", "1001_abc.jpg no hash"
+    token.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as e:
+        check_folder("flickr8k", folder)
+    assert "2 line(s)" in str(e.value) and "line 3:" in str(e.value) and "line 10:" in str(e.value)
+
+
+def test_karpathy_json_variants(tmp_path):
+    import json
+
+    from captionlib.data import load_split
+    from captionlib.datasets import DatasetError, check_folder
+    from test_datasets import karpathy
+
+    folder = karpathy(tmp_path, "flickr30k")
+    path = folder / "dataset_flickr30k.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({"images": {str(k): im for k, im in enumerate(data["images"])}}))   # keyed by id
+    assert len(load_split("flickr30k", "train", folder=folder)) == 5
+    data["images"][4]["sentences"] = None                                                      # no captions at all
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="1 test images have no caption, e.g. flickr30k_4.jpg"):
+        check_folder("flickr30k", folder)
+    del data["images"][1]["filename"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match="image entry 1 has no 'filename'"):
+        check_folder("flickr30k", folder)
+
+
+def test_duplicates_and_test_images_in_train_are_warned_about(tmp_path):
+    from captionlib.datasets import check_folder
+    from test_datasets import flickr8k_token
+
+    folder, names = flickr8k_token(tmp_path)
+    (folder / "Flickr_8k.trainImages.txt").write_text("\n".join(names[:5] + [names[7], names[0]]) + "\n")
+    token = folder / "Flickr8k.token.txt"
+    token.write_text(token.read_text() + f"{names[1]}#5\ta {names[1]} again\n{names[1]}#6\ta {names[1]} again\n")
+    notes = "\n".join(check_folder("flickr8k", folder).notes)
+    assert "1 train image(s) are listed more than once" in notes
+    assert "1 train image(s) have the same caption twice" in notes
+    assert "1 image(s) are in both train and test" in notes
