@@ -28,7 +28,7 @@ from .beam import beam_search, greedy
 from .bleu import bleu_scores
 from .data import CaptionPairs, collate
 from .decoder import DecoderConfig, build_decoder
-from .utils import atomic_save, load_checkpoint, pick_device
+from .utils import RunLock, atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
 __all__ = ["TrainConfig", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
@@ -281,6 +281,12 @@ class Trainer:
 
         stop_after_steps: save and return after this many steps in total (to test resuming).
         """
+        if self.checkpoint is None:
+            return self._fit(resume, stop_after_steps, progress)
+        with RunLock(self.checkpoint):                                    # one run at a time writes this checkpoint
+            return self._fit(resume, stop_after_steps, progress)
+
+    def _fit(self, resume: bool, stop_after_steps: int | None, progress: bool) -> dict:
         if resume and self.checkpoint is not None and self.checkpoint.exists():
             self.load(self.checkpoint)
         cfg = self.config

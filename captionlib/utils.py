@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "data_root", "shipped_checkpoint", "atomic_write", "atomic_save", "load_checkpoint"]
+__all__ = ["pick_device", "seed_everything", "data_root", "shipped_checkpoint", "atomic_write", "atomic_save", "load_checkpoint",
+           "RunLock"]
 
 CHECKOUT = Path(__file__).resolve().parents[1]   # the course's folder, when captionlib runs from it
 
@@ -96,3 +97,50 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         reason = "it holds objects other than tensors and plain data (code), which are never unpickled here" \
             if "unsupported global" in str(e).lower() else f"it is truncated, damaged or not a torch file ({type(e).__name__})"
         raise ValueError(f"{path}: not a readable captionlib checkpoint: {reason}. Train it again, or download it again.") from None
+
+
+class RunLock:
+    """`with RunLock(checkpoint):` one run at a time writes a checkpoint. A second run pointed at the same file
+    (two notebooks, two terminals) is refused with the first one's process id, instead of both overwriting
+    it in turn; a lock left by a run that was killed is taken over."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(str(path) + ".lock")
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != os.getpid() and _alive(owner):
+                    raise RuntimeError(f"another run (process {owner}) is training into {self.path.with_suffix('')} now. "
+                                       f"Wait for it, stop it, or give this run another --checkpoint "
+                                       f"(if no such run exists, delete {self.path})") from None
+                self.path.unlink(missing_ok=True)           # left by a killed run (or by this process): take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise RuntimeError(f"could not take the lock {self.path}; delete it if no run is using the checkpoint")
+
+    def __exit__(self, *exc) -> None:
+        if self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                                   # someone else's process: alive
+        return True
+    return True

@@ -397,3 +397,22 @@ def test_duplicates_and_test_images_in_train_are_warned_about(tmp_path):
     assert "1 train image(s) are listed more than once" in notes
     assert "1 train image(s) have the same caption twice" in notes
     assert "1 image(s) are in both train and test" in notes
+
+
+def test_two_runs_on_one_checkpoint_the_second_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path):
+    from captionlib.utils import RunLock
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "ck.pt.lock").write_text(str(other.pid))              # a run in another process holds it
+        with pytest.raises(RuntimeError, match=f"another run \\(process {other.pid}\\) is training into"):
+            trainer(tmp_path, epochs=1).fit(progress=False)
+        assert not (tmp_path / "ck.pt").exists()
+    finally:
+        other.kill()
+        other.wait()
+    trainer(tmp_path, epochs=1).fit(progress=False)                        # its process is gone: taken over
+    assert (tmp_path / "ck.pt").exists() and not (tmp_path / "ck.pt.lock").exists()
+    with RunLock(tmp_path / "x.pt"):
+        assert (tmp_path / "x.pt.lock").read_text() == str(os.getpid())
+    assert not (tmp_path / "x.pt.lock").exists()
