@@ -416,3 +416,19 @@ def test_two_runs_on_one_checkpoint_the_second_is_refused_and_a_killed_runs_lock
     with RunLock(tmp_path / "x.pt"):
         assert (tmp_path / "x.pt.lock").read_text() == str(os.getpid())
     assert not (tmp_path / "x.pt.lock").exists()
+
+
+def test_the_same_seed_gives_the_same_numbers_on_cpu(tmp_path):
+    """Training (with scheduled sampling, which draws the model's own words) and sample() repeat exactly."""
+    from captionlib.beam import sample
+
+    runs = []
+    for name in ("a.pt", "b.pt"):
+        t = trainer(tmp_path, name, epochs=2, sampling="linear")
+        runs.append((t.fit(progress=False)["step_loss"], t.decoder.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+    t.decoder.eval()
+    features = torch.from_numpy(np.asarray(t.pairs.features[:4], dtype=np.float32))
+    draws = [[c.tokens for c in sample(t.decoder, features, generator=torch.Generator().manual_seed(3))] for _ in range(2)]
+    assert draws[0] == draws[1]
