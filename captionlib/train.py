@@ -16,6 +16,7 @@ Shapes: B batch, T time, V vocab, P regions, E encoder dim.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,6 +113,19 @@ def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, devi
     return score_captions(generated, vocab, [captions[i] for i in indices])
 
 
+def weights_digest(s: dict) -> str:
+    """sha256 of the weights a checkpoint is used with ("model" and "best_model": names, dtypes, shapes, bytes);
+    stored at save time, so a flipped byte inside a tensor is refused at load time instead of used."""
+    h = hashlib.sha256()
+    for key in ("model", "best_model"):
+        for name, v in sorted((s.get(key) or {}).items()):
+            if torch.is_tensor(v):
+                t = v.detach().cpu().contiguous()
+                h.update(f"{key}/{name}/{t.dtype}/{tuple(t.shape)};".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def non_finite(tensors: dict) -> list[str]:
     """Names of the floating-point tensors in {name: tensor} that hold a NaN or an infinity."""
     return [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
@@ -131,6 +145,9 @@ def _check_state(path, s) -> dict:
     if unknown:
         raise ValueError(f"{path} was written by a newer captionlib (decoder settings {', '.join(unknown)} are unknown "
                          "here): update captionlib (git pull, then make install)")
+    if "weights_sha256" in s and s["weights_sha256"] != weights_digest(s):
+        raise ValueError(f"{path}: its weights do not match the checksum saved with them: the file was damaged after "
+                         "it was written (disk, copy or download). Use another copy, or train it again")
     for key in ("model", "best_model"):
         bad = non_finite(s.get(key) or {})
         if bad:
@@ -190,7 +207,9 @@ class Trainer:
 
     def save(self) -> None:
         if self.checkpoint is not None:
-            atomic_save(self.state(), self.checkpoint)
+            state = self.state()
+            state["weights_sha256"] = weights_digest(state)
+            atomic_save(state, self.checkpoint)
 
     def load(self, path: str | Path) -> None:
         s = _check_state(path, load_checkpoint(path))
@@ -414,6 +433,7 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
                "decoder_config": s["decoder_config"], "vocab": s["vocab"], "train_config": s.get("train_config", {}),
                "meta": {**s.get("meta", {}), **(meta or {})}, "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
                "format": "captionlib-release"}
+    release["weights_sha256"] = weights_digest(release)
     return atomic_save(release, out)
 
 

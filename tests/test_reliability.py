@@ -432,3 +432,20 @@ def test_the_same_seed_gives_the_same_numbers_on_cpu(tmp_path):
     features = torch.from_numpy(np.asarray(t.pairs.features[:4], dtype=np.float32))
     draws = [[c.tokens for c in sample(t.decoder, features, generator=torch.Generator().manual_seed(3))] for _ in range(2)]
     assert draws[0] == draws[1]
+
+
+def test_a_byte_flipped_inside_a_checkpoints_weights_is_refused(tmp_path):
+    from captionlib.train import export_model
+
+    path, good = _trained(tmp_path)
+    export_model(path, tmp_path / "small.pt")
+    for name in ("good.pt", "small.pt"):
+        s = torch.load(tmp_path / name, weights_only=True)
+        assert "weights_sha256" in s
+        key = "best_model" if s.get("best_model") else "model"
+        first = next(k for k, v in s[key].items() if v.is_floating_point())
+        s[key][first].view(-1)[0] += 1e-3                                    # one weight changed, as a bad copy would
+        torch.save(s, tmp_path / "damaged.pt")
+        with pytest.raises(ValueError, match="do not match the checksum"):
+            load_model(tmp_path / "damaged.pt", device="cpu")
+    load_model(tmp_path / "small.pt", device="cpu")                          # the intact ones load
