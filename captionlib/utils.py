@@ -1,9 +1,11 @@
 """Small helpers every module shares: device choice, seeding, the data folder, atomic saves."""
 from __future__ import annotations
 
+import glob
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +71,22 @@ def atomic_write(path: str | Path, write) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sweep(path)
     return path
+
+
+STALE_TMP_S = 3600      # no save takes an hour: a temporary file that old was left by a killed process
+
+
+def _sweep(path: Path) -> None:
+    """Remove the temporary files that killed saves of `path` left behind (`kill -9` skips the cleanup above)."""
+    now = time.time()
+    for old in path.parent.glob(glob.escape(path.name) + ".*.tmp"):
+        try:
+            if now - old.stat().st_mtime > STALE_TMP_S:
+                old.unlink()
+        except OSError:
+            pass          # gone already, or not ours to remove
 
 
 def _umask() -> int:

@@ -449,3 +449,13 @@ def test_a_byte_flipped_inside_a_checkpoints_weights_is_refused(tmp_path):
         with pytest.raises(ValueError, match="do not match the checksum"):
             load_model(tmp_path / "damaged.pt", device="cpu")
     load_model(tmp_path / "small.pt", device="cpu")                          # the intact ones load
+
+
+def test_a_killed_saves_temporary_file_is_swept_by_the_next_save(tmp_path):
+    stale, fresh = tmp_path / "ck.pt.abc123.tmp", tmp_path / "ck.pt.def456.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    fresh.write_bytes(b"another process, saving right now")
+    os.utime(stale, (0, 0))                                              # written long ago: its process is gone
+    atomic_save({"w": torch.zeros(2)}, tmp_path / "ck.pt")
+    assert not stale.exists() and fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt", "ck.pt.def456.tmp"]
