@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                             "resnet50/101[-s16] (weights from the torch hub cache)")
         s.add_argument("--grid", type=POSITIVE, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
         s.add_argument("--device", default="auto")
-        s.add_argument("--checkpoint", type=_text("--checkpoint"), help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
+        s.add_argument("--checkpoint", type=_text("the path"), help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
                        "evaluate: default that file; caption: default the shipped data/checkpoints/flickr8k-efficientnet-lite0.pt")
         if name == "evaluate":
             s.add_argument("--beam-size", type=POSITIVE, nargs="+", default=[3], help="one or more, e.g. --beam-size 1 3 5")

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
     (["train", "--epochs", "three"], "--epochs: 'three' is not an integer"),
     (["evaluate", "--split", "bogus"], "invalid choice: 'bogus'"),
     (["train", "--dataset", "flikr8k"], "invalid choice: 'flikr8k'"),
-    (["caption", "--checkpoint", "", "x.jpg"], "--checkpoint: --checkpoint is empty"),
+    (["caption", "--checkpoint", "", "x.jpg"], "--checkpoint: the path is empty"),
     (["prepare", "--dataset", "flickr8k", "--root", ""], "--root: the folder is empty"),
     (["prepare", "--dataset", "flickr8k", "--root", str(REPO / "README.md")], "is a file, not a folder"),
 ])
