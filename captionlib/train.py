@@ -145,14 +145,14 @@ def _check_state(path, s) -> dict:
     if unknown:
         raise ValueError(f"{path} was written by a newer captionlib (decoder settings {', '.join(unknown)} are unknown "
                          "here): update captionlib (git pull, then make install)")
-    if "weights_sha256" in s and s["weights_sha256"] != weights_digest(s):
-        raise ValueError(f"{path}: its weights do not match the checksum saved with them: the file was damaged after "
-                         "it was written (disk, copy or download). Use another copy, or train it again")
     for key in ("model", "best_model"):
         bad = non_finite(s.get(key) or {})
         if bad:
             raise ValueError(f"{path}: the weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} in {key!r} hold "
                              "NaN or inf; that run diverged. Retrain (a lower --lr) rather than use it")
+    if "weights_sha256" in s and s["weights_sha256"] != weights_digest(s):
+        raise ValueError(f"{path}: its weights do not match the checksum saved with them: the file was damaged after "
+                         "it was written (disk, copy or download). Use another copy, or train it again")
     return s
 
 

@@ -229,7 +229,7 @@ def _trained(tmp_path) -> tuple[Path, dict]:
 def test_unexpected_checkpoint_contents_are_named(tmp_path):
     path, good = _trained(tmp_path)
     cases = {
-        "random bytes": (os.urandom(4096), "truncated, damaged or not a torch file"),
+        "random bytes": (np.random.default_rng(0).bytes(4096), "truncated, damaged or not a torch file"),
         "truncated": (path.read_bytes()[:2000], "truncated, damaged or not a torch file"),
     }
     for name, (content, says) in cases.items():
