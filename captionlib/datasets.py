@@ -14,6 +14,7 @@ Where to get each, and the folder layout: data/<name>/README.md.
 """
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import io
@@ -240,7 +241,7 @@ def _duplicates(splits: dict) -> list[str]:
     notes, seen = [], {}
     for split, (items, _) in splits.items():
         names = [f for f, _ in items]
-        twice = sorted({f for f in names if names.count(f) > 1}) if len(set(names)) < len(names) else []
+        twice = sorted(f for f, k in collections.Counter(names).items() if k > 1)    # linear: COCO has 113k names
         if twice:
             notes.append(f"warning: {len(twice)} {split} image(s) are listed more than once, e.g. {', '.join(twice[:3])}")
         repeated = [f for f, caps in items if len(set(caps)) < len(caps)]

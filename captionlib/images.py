@@ -84,20 +84,20 @@ def _check_file(path: str | Path) -> None:
     path = Path(path)
     where = "" if path.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: no such file{where}. Check the path.") from None
     except PermissionError:
         raise ImageLoadError(f"{path}: permission denied on a folder above it: this user may not reach it.") from None
     except OSError as e:          # a symlink loop, a name too long, ...
         raise ImageLoadError(f"{path}: cannot be reached ({e.strerror or e}).") from None
-    if stat.S_ISDIR(mode):
+    if stat.S_ISDIR(info.st_mode):
         raise ImageLoadError(f"{path} is a folder, not an image file: name the images in it (e.g. {path}/*.jpg).")
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise ImageLoadError(f"{path} is not a regular file (a pipe, socket or device): copy the image to a file first.")
     if not os.access(path, os.R_OK):
         raise ImageLoadError(f"{path}: permission denied: this user may not read it (chmod a+r, or copy it).")
-    if os.stat(path).st_size == 0:
+    if info.st_size == 0:
         raise ImageLoadError(f"{path} is empty (0 bytes): a download that failed? Download it again, or remove it.")
 
 
