@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +201,7 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
     """Read the caption file once and stat every image once.
 
     Returns the layout and {split: (items, sizes)}, items [(file, captions)] and sizes the image
-    file sizes (for the fingerprint); raises a DatasetError listing everything that is missing.
+    file signatures (size and sampled bytes, for the fingerprint); raises a DatasetError listing everything that is missing.
     A successful scan is reused while the caption file is unchanged (prepare loads three splits).
     """
     layout, problems = find_layout(name, folder)
@@ -215,7 +216,7 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
             sizes, missing = [], []
             for f, _ in items:
                 try:
-                    sizes.append((layout.image_dir / f).stat().st_size)
+                    sizes.append(_signature(layout.image_dir / f))
                 except FileNotFoundError:
                     missing.append(f)
             if not items:
@@ -233,6 +234,17 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
                            + f"\n{_readme(name)}")
     _SCANNED[key] = (layout, splits)
     return layout, splits
+
+
+def _signature(path: Path, span: int = 4096) -> str:
+    """A file's size and a digest of its first and last 4 KiB: an image replaced by another of the same size
+    changes it (the cached features must not outlive their image), and 8,000 files are read in a second."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(span)
+        f.seek(max(size - span, len(head)))
+        tail = f.read(span)
+    return f"{size}-{hashlib.blake2b(head + tail, digest_size=8).hexdigest()}"
 
 
 def _duplicates(splits: dict) -> list[str]:
@@ -283,7 +295,7 @@ def load_real(name: str, split: str, root: Path, folder: str | Path | None = Non
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     layout, splits = _scan(name, Path(folder) if folder is not None else root / name)
     items, sizes = splits[split]
-    # the fingerprint changes when the file list, a file's size or the caption source changes
+    # the fingerprint changes when the file list, a file's size or bytes (`_signature`) or the caption source changes
     h = hashlib.sha1(f"{name}|{split}|{layout.format}".encode())
     for (f, _), size in zip(items, sizes):
         h.update(f"{f}:{size};".encode())

@@ -6,7 +6,10 @@ matters for a decoder), and memory-map them so training reads rows without loadi
 array. The cache folder's name is a hash of everything that changes the numbers (dataset
 fingerprint, backbone, grid, image size), so changing any of them starts a new cache.
 Extraction is resumable: rows are marked done only after they are flushed to disk, and
-`upto=n` extracts just the first n images (a lesson can use a prefix of a split).
+`upto=n` extracts just the first n images (a lesson can use a prefix of a split). Every block of
+`BLOCK` finished rows gets a checksum (blocks.json), checked the first time a row of it is read,
+so bytes changed on disk after extraction are refused, never trained on; one extraction at a
+time writes a cache (a second one waits for it).
 
 Shapes: N images, P regions, E encoder dim.
 """
@@ -28,9 +31,9 @@ from tqdm.auto import tqdm
 
 from .encoder import folded
 from .images import ImageLoadError, normalize, resized
-from .utils import atomic_write, pick_device
+from .utils import RunLock, atomic_write, pick_device
 
-__all__ = ["cache_key", "FeatureStore", "default_workers", "extract_features", "features_for"]
+__all__ = ["cache_key", "FeatureStore", "FeatureCacheError", "BLOCK", "default_workers", "extract_features", "features_for"]
 
 
 def cache_key(fingerprint: str, backbone: str, grid: int | None, image_size: int) -> str:
@@ -38,15 +41,89 @@ def cache_key(fingerprint: str, backbone: str, grid: int | None, image_size: int
     return f"{backbone}-g{grid}-s{image_size}-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 
+BLOCK = 32   # rows per checksum: 4 MB of float16 at 49x1280, hashed in a few ms the first time it is read
+
+
+class FeatureCacheError(ValueError):
+    """A cache file changed after extraction (disk damage, another program): its rows are not used."""
+
+
+def _digest(rows: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(rows).tobytes(), digest_size=16).hexdigest()
+
+
+def _row_indices(key, n: int) -> np.ndarray:
+    """The row numbers an index into an (N, ...) array reads: an int, a slice, a list, an array, a tuple."""
+    if isinstance(key, tuple):
+        key = key[0] if key else slice(None)
+    if isinstance(key, slice):
+        return np.arange(n)[key]
+    idx = np.asarray(key)
+    if idx.dtype == bool:
+        return np.flatnonzero(idx)
+    return np.asarray(idx, dtype=np.int64).reshape(-1) % max(n, 1)
+
+
+class _CheckedRows:
+    """The memory-mapped (N, P, E) features, read like an array; each checksummed block is verified the first
+    time one of its rows is read (in this process), so a damaged block raises instead of feeding training."""
+
+    def __init__(self, rows: np.memmap, sums: dict, folder: Path):
+        self._rows, self._sums, self._folder, self._checked = rows, sums, folder, set()
+        self.shape, self.dtype, self.ndim, self.nbytes = rows.shape, rows.dtype, rows.ndim, rows.nbytes
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _verify(self, rows: np.ndarray) -> None:
+        for b in np.unique(rows // BLOCK).tolist():
+            if b in self._checked or str(b) not in self._sums:
+                continue
+            a, z = b * BLOCK, min((b + 1) * BLOCK, self.shape[0])
+            if _digest(self._rows[a:z]) != self._sums[str(b)]:
+                raise FeatureCacheError(
+                    f"feature cache {self._folder}: rows {a}-{z - 1} do not match the checksum written when they were "
+                    f"extracted (the file was changed or damaged on disk). Delete {self._folder} and run again: "
+                    f"the features are extracted anew")
+            self._checked.add(b)
+
+    def __getitem__(self, key):
+        self._verify(_row_indices(key, self.shape[0]))
+        return self._rows[key]
+
+    def __array__(self, dtype=None, copy=None):
+        self._verify(np.arange(self.shape[0]))
+        return np.asarray(self._rows, dtype=dtype)
+
+
+def _read_sums(folder: Path) -> dict:
+    path = folder / "blocks.json"
+    if not path.exists():                   # a cache written before checksums: nothing to check against
+        return {}
+    sums = json.loads(path.read_text())
+    if not isinstance(sums, dict) or sums.get("rows") != BLOCK or not isinstance(sums.get("sums"), dict):
+        raise ValueError(f"blocks.json does not hold checksums of {BLOCK}-row blocks")
+    return {str(k): str(v) for k, v in sums["sums"].items()}
+
+
+def _with_checksummed(done: np.ndarray, sums: dict) -> np.ndarray:
+    """done, with every checksummed block's rows set: a block gets its checksum only after its rows were flushed,
+    so they are done even when a kill came before done.npy was saved."""
+    for b in sums:
+        done[int(b) * BLOCK:(int(b) + 1) * BLOCK] = True
+    return done
+
+
 class FeatureStore:
-    """A read-only view of a cache folder: `features[i]` is image i's (P, E) float16 array."""
+    """A read-only view of a cache folder: `features[i]` is image i's (P, E) float16 array (checked, see above)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         meta = json.loads((self.folder / "meta.json").read_text())
         self.shape = tuple(meta["shape"])                                   # (N, P, E)
-        self.features = np.memmap(self.folder / "features.f16", np.float16, "r", shape=self.shape)
-        self.done = np.load(self.folder / "done.npy")                       # (N,) bool
+        rows, sums = np.memmap(self.folder / "features.f16", np.float16, "r", shape=self.shape), _read_sums(self.folder)
+        self.features = _CheckedRows(rows, sums, self.folder)
+        self.done = _with_checksummed(np.load(self.folder / "done.npy"), sums)   # (N,) bool
         self.bad = {int(k): v for k, v in json.loads((self.folder / "bad.json").read_text()).items()}
 
     def __len__(self) -> int:
@@ -59,7 +136,6 @@ class FeatureStore:
 
     def __getitem__(self, i):
         return self.features[i]
-
 
 
 class _Pixels(Dataset):
@@ -98,13 +174,14 @@ def default_workers(n_images: int) -> int:
 
 @torch.inference_mode()
 def _open_cache(folder: Path, n: int):
-    """(shape, done, bad) of the cache in `folder`, or None (with a warning) when any of its files is damaged:
+    """(shape, done, bad, sums) of the cache in `folder`, or None (with a warning) when any of its files is damaged:
     the caller then lays it out anew. A cache of another number of images is refused, not rebuilt."""
     try:
         shape = tuple(json.loads((folder / "meta.json").read_text())["shape"])
         done = np.load(folder / "done.npy")
         bad = {str(k): str(v) for k, v in json.loads((folder / "bad.json").read_text()).items()}
         size = (folder / "features.f16").stat().st_size
+        sums = _read_sums(folder)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         warnings.warn(f"feature cache {folder} is damaged ({type(e).__name__}: {e}); extracting its features again")
         return None
@@ -114,7 +191,7 @@ def _open_cache(folder: Path, n: int):
         warnings.warn(f"feature cache {folder} is damaged (features.f16 has {size} bytes for {shape}, done.npy "
                       f"{done.shape}); extracting its features again")
         return None
-    return shape, done, bad
+    return shape, _with_checksummed(done, sums), bad, sums
 
 
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
@@ -137,6 +214,11 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     """
     folder = Path(root) / key
     folder.mkdir(parents=True, exist_ok=True)
+    with RunLock(folder / "features", doing="extracting features into", wait=True):   # two kernels, one cache
+        return _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
+
+
+def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, progress, workers, commit_every, label):
     n, upto = len(images), len(images) if upto is None else min(upto, len(images))
     device = pick_device(device)
     if batch_size is None:  # measured (benchmarks/): small batches stay in a 2-core CPU's caches, GPUs want large ones
@@ -152,9 +234,10 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
         np.memmap(folder / "features.f16", np.float16, "w+", shape=shape).flush()
         atomic_write(folder / "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
         atomic_write(folder / "bad.json", lambda f: f.write(b"{}"))
+        atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": {}}).encode()))
         atomic_write(folder / "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
         opened = _open_cache(folder, n)
-    shape, done, bad = opened
+    shape, done, bad, sums = opened
     todo = [i for i in range(upto) if not done[i]]
     if not todo:
         return FeatureStore(folder)
@@ -168,10 +251,14 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
                         persistent_workers=False)
     out = np.memmap(folder / "features.f16", np.float16, "r+", shape=shape)
 
-    def commit():                                                      # data on disk before "done"
+    def commit():                                     # data on disk, then its checksums, then "done"
         out.flush()
-        atomic_write(folder / "done.npy", lambda f: np.save(f, done))
         atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
+        for k in range(-(-n // BLOCK)):
+            if str(k) not in sums and done[k * BLOCK:(k + 1) * BLOCK].all():
+                sums[str(k)] = _digest(out[k * BLOCK:(k + 1) * BLOCK])
+        atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": sums}).encode()))
+        atomic_write(folder / "done.npy", lambda f: np.save(f, done))
 
     bar = tqdm(total=len(todo), desc=f"features of {label or key}", unit="img", disable=not progress)
     last = time.monotonic()

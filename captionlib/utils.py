@@ -117,30 +117,41 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 class RunLock:
-    """`with RunLock(checkpoint):` one run at a time writes a checkpoint. A second run pointed at the same file
-    (two notebooks, two terminals) is refused with the first one's process id, instead of both overwriting
-    it in turn; a lock left by a run that was killed is taken over."""
+    """`with RunLock(checkpoint):` one run at a time writes a checkpoint (or a feature cache). A second run
+    pointed at the same file (two notebooks, two terminals) is refused with the first one's process id, or with
+    `wait=True` waits for it, instead of both overwriting it in turn; a lock left by a killed run is taken over."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(str(path) + ".lock")
+    def __init__(self, path: str | Path, doing: str = "training into", wait: bool = False, poll: float = 0.5):
+        self.path, self.doing, self.wait, self.poll = Path(str(path) + ".lock"), doing, wait, poll
 
     def __enter__(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        said = False
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
                 if owner is not None and owner != os.getpid() and _alive(owner):
-                    raise RuntimeError(f"another run (process {owner}) is training into {self.path.with_suffix('')} now. "
-                                       f"Wait for it, stop it, or give this run another --checkpoint "
-                                       f"(if no such run exists, delete {self.path})") from None
+                    target = self.path.with_suffix("")
+                    if not self.wait:
+                        raise RuntimeError(f"another run (process {owner}) is {self.doing} {target} now. "
+                                           f"Wait for it, stop it, or give this run another --checkpoint "
+                                           f"(if no such run exists, delete {self.path})") from None
+                    if not said:
+                        print(f"waiting for process {owner}, which is {self.doing} {target} "
+                              f"(if no such process runs, delete {self.path})", flush=True)
+                        said = True
+                    time.sleep(self.poll)
+                    continue
+                if owner is None and time.time() - _mtime(self.path) < 2:
+                    time.sleep(self.poll)                   # just created: its owner has not written its pid yet
+                    continue
                 self.path.unlink(missing_ok=True)           # left by a killed run (or by this process): take it over
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(str(os.getpid()))
             return self
-        raise RuntimeError(f"could not take the lock {self.path}; delete it if no run is using the checkpoint")
 
     def __exit__(self, *exc) -> None:
         if self._owner() == os.getpid():
@@ -151,6 +162,13 @@ class RunLock:
             return int(self.path.read_text().strip())
         except (OSError, ValueError):
             return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _alive(pid: int) -> bool:

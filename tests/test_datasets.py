@@ -1,6 +1,5 @@
 """Real-dataset loaders on small generated fixtures in every supported format, and clear errors."""
 import json
-import random
 
 import pytest
 from PIL import Image
@@ -66,7 +65,7 @@ def test_karpathy_json(tmp_path, dataset):
     splits = {s: load_split(dataset, s, folder=folder) for s in ("train", "val", "test")}
     assert [len(splits[s]) for s in ("train", "val", "test")] == [5, 1, 2]     # restval is training data
     train = splits["train"]
-    assert train.captions[0][0] == f"a red picture number 0"                    # Karpathy's tokens, joined
+    assert train.captions[0][0] == "a red picture number 0"                    # Karpathy's tokens, joined
     assert train.images[1].mode == "RGB" and train.images[1].size == (41, 30)
     assert check_folder(dataset, folder).format == "karpathy"
 

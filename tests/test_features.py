@@ -43,7 +43,7 @@ def test_extract_then_reuse_without_recomputing(tmp_path):
     imgs.calls = 0
     again = extract_features(enc, imgs, "k", tmp_path, progress=False)
     assert imgs.calls == 0 and np.array_equal(again[7], store[7])
-    assert isinstance(again.features, np.memmap)
+    assert isinstance(again.features._rows, np.memmap)   # memory-mapped, not loaded
 
 
 def test_key_changes_with_anything_that_changes_the_numbers():
@@ -105,8 +105,8 @@ def test_progress_files_are_written_every_few_seconds_not_every_batch(tmp_path, 
     real = features.atomic_write
     monkeypatch.setattr(features, "atomic_write", lambda path, fn: writes.append(path.name) or real(path, fn))
     extract_features(tiny_encoder(), Images(40), "k", tmp_path, batch_size=2, progress=False, workers=0, commit_every=3600)
-    layout = ["done.npy", "bad.json", "meta.json"]                     # the empty cache, laid out once
-    assert writes == layout + ["done.npy", "bad.json"]                 # 20 batches, one commit at the end
+    layout = ["done.npy", "bad.json", "blocks.json", "meta.json"]      # the empty cache, laid out once
+    assert writes == layout + ["bad.json", "blocks.json", "done.npy"]  # 20 batches, one commit at the end
 
 
 def test_default_workers_leave_small_jobs_in_process():

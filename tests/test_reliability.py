@@ -459,3 +459,173 @@ def test_a_killed_saves_temporary_file_is_swept_by_the_next_save(tmp_path):
     atomic_save({"w": torch.zeros(2)}, tmp_path / "ck.pt")
     assert not stale.exists() and fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt", "ck.pt.def456.tmp"]
+
+
+def test_killed_in_the_middle_of_a_checkpoint_write_the_good_one_stays_and_resume_is_exact(tmp_path, monkeypatch):
+    import captionlib.utils as utils
+
+    full = trainer(tmp_path, "full.pt")
+    full.fit(progress=False)
+    real, calls = torch.save, []
+
+    def dies_halfway(obj, f):                       # the second save is killed after writing some bytes
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"PK\x03\x04 half a checkpoint")
+            raise KeyboardInterrupt
+        real(obj, f)
+    monkeypatch.setattr(utils.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(tmp_path, "part.pt").fit(progress=False)
+    monkeypatch.setattr(utils.torch, "save", real)
+    assert load_checkpoint(tmp_path / "part.pt")["epoch"] == 1              # the first epoch's checkpoint, intact
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("part.pt.")] == []   # no half file left
+    resumed = trainer(tmp_path, "part.pt")
+    resumed.fit(resume=True, progress=False)
+    for (n, a), (_, b) in zip(full.decoder.state_dict().items(), resumed.decoder.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+# ------------------------------------------------------------------ feature cache integrity and concurrency
+
+def test_a_changed_block_of_the_feature_cache_is_refused_naming_its_rows(tmp_path):
+    from captionlib.features import BLOCK, FeatureCacheError, FeatureStore, extract_features
+    from test_features import Images, tiny_encoder
+
+    store = extract_features(tiny_encoder(), Images(40), "k", tmp_path, batch_size=4, progress=False, workers=0)
+    want = np.array(store.features)
+    row = np.memmap(tmp_path / "k" / "features.f16", np.float16, "r+", shape=store.shape)
+    row[BLOCK + 1, 0, 0] += 1                                        # a disk error in the second block
+    row.flush()
+    del row
+    damaged = FeatureStore(tmp_path / "k")
+    np.testing.assert_array_equal(damaged[3], want[3])               # the intact block is read
+    for read in (lambda: damaged[BLOCK + 1], lambda: damaged.features[[0, 35]], lambda: np.asarray(damaged.features)):
+        with pytest.raises(FeatureCacheError, match=f"rows {BLOCK}-39 do not match the checksum.*Delete {tmp_path / 'k'}"):
+            read()
+
+
+def test_rows_flushed_and_checksummed_before_a_kill_are_not_extracted_again(tmp_path, monkeypatch):
+    import captionlib.features as features
+    from test_features import Images, tiny_encoder
+
+    real = features.atomic_write
+
+    def killed_before_done(path, fn):
+        if path.name == "done.npy" and (path.parent / "blocks.json").exists() and len(json_sums(path.parent)):
+            raise KeyboardInterrupt                                  # killed after the checksums, before done.npy
+        return real(path, fn)
+
+    def json_sums(folder):
+        import json
+        return json.loads((folder / "blocks.json").read_text())["sums"]
+    monkeypatch.setattr(features, "atomic_write", killed_before_done)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract_features(tiny_encoder(), Images(40), "k", tmp_path, batch_size=4, progress=False, workers=0)
+    monkeypatch.setattr(features, "atomic_write", real)
+    assert not np.load(tmp_path / "k" / "done.npy").any()           # done.npy never said so ...
+    imgs = Images(40)
+    store = features.extract_features(tiny_encoder(), imgs, "k", tmp_path, batch_size=4, progress=False, workers=0)
+    assert imgs.calls == 0 and store.done.all()                     # ... but the checksummed blocks count as done
+    fresh = features.extract_features(tiny_encoder(), Images(40), "k", tmp_path / "b", batch_size=4, progress=False)
+    np.testing.assert_array_equal(np.asarray(store.features), np.asarray(fresh.features))
+
+
+_EXTRACT = """
+import sys, time, torch, torch.nn as nn
+from PIL import Image
+from captionlib.encoder import Encoder
+from captionlib.features import extract_features
+
+class Slow:
+    def __len__(self): return 24
+    def __getitem__(self, i):
+        time.sleep(0.05)
+        return Image.new("RGB", (16, 16), (i * 10, 50, 100))
+
+torch.manual_seed(0)
+enc = Encoder(nn.Conv2d(3, 4, 4, stride=4), dim=4, grid=2, image_size=16)
+store = extract_features(enc, Slow(), "k", sys.argv[1], batch_size=2, progress=False, workers=0, commit_every=0.1)
+print("done", bool(store.done.all()))
+"""
+
+
+def test_two_extractions_into_one_cache_at_once_the_second_waits_and_nothing_is_corrupted(tmp_path):
+    import json
+
+    script = tmp_path / "extract.py"
+    script.write_text(_EXTRACT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache")], stdout=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    outs = [r.communicate(timeout=300)[0] for r in runs]
+    assert all(r.returncode == 0 for r in runs) and all("done True" in o for o in outs), outs
+    assert sum("waiting for process" in o for o in outs) >= 1, outs          # one of them waited for the other
+    alone = subprocess.run([sys.executable, str(script), str(tmp_path / "alone")], env=env, check=True)
+    assert alone.returncode == 0
+    a, b = ((tmp_path / f / "k" / "features.f16").read_bytes() for f in ("cache", "alone"))
+    assert a == b
+    assert json.loads((tmp_path / "cache" / "k" / "blocks.json").read_text()) == \
+        json.loads((tmp_path / "alone" / "k" / "blocks.json").read_text())
+    assert not (tmp_path / "cache" / "k" / "features.lock").exists()
+
+
+def test_an_image_replaced_by_another_of_the_same_size_changes_the_split_fingerprint(tmp_path):
+    import captionlib.datasets as datasets
+    from captionlib.data import load_split
+    from test_datasets import flickr8k_token
+
+    folder, names = flickr8k_token(tmp_path)
+    before = load_split("flickr8k", "train", folder=folder).fingerprint
+    path = folder / "Flicker8k_Dataset" / names[0]
+    os.utime(path, (0, 0))                                           # touched or copied: the same bytes, the same key
+    datasets._SCANNED.clear()
+    assert load_split("flickr8k", "train", folder=folder).fingerprint == before
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF                                                 # another picture, the very same size
+    path.write_bytes(bytes(data))
+    datasets._SCANNED.clear()                                        # a new process: the scan is cached per process
+    assert load_split("flickr8k", "train", folder=folder).fingerprint != before
+
+
+# ------------------------------------------------------------------ the commands, with what learners really have
+
+def test_caption_reads_every_kind_of_photo_file_from_a_path_with_spaces_and_accents(tmp_path, capsys):
+    import matplotlib
+    from test_cli_evaluate import _checkpoint
+
+    photo = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    folder = tmp_path / "mes photos d'été"
+    folder.mkdir()
+    paths = {"animated.gif": lambda p: photo.save(p, save_all=True, append_images=[photo.rotate(90)], duration=100),
+             "photo.webp": lambda p: photo.save(p), "cmyk.jpg": lambda p: photo.convert("CMYK").save(p),
+             "one pixel.png": lambda p: photo.resize((1, 1)).save(p), "panorama.png": lambda p: photo.resize((600, 3)).save(p)}
+    for name, save in paths.items():
+        save(folder / name)
+    assert main(["caption", *(str(folder / n) for n in paths), "--checkpoint", str(_checkpoint(tmp_path)),
+                 "--device", "cpu", "--beam-size", "1"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{folder / n}: " in out for n in paths), out
+
+
+def test_a_checkpoint_whose_backbone_gives_other_widths_is_named_not_a_matrix_error(tmp_path, capsys):
+    from test_cli_evaluate import _checkpoint
+
+    ck = _checkpoint(tmp_path, "efficientnet-lite0", dim=112, grid=7)      # the decoder reads 112 channels
+    Image.new("RGB", (40, 40)).save(tmp_path / "p.png")
+    assert main(["caption", str(tmp_path / "p.png"), "--checkpoint", str(ck), "--device", "cpu"]) == 2
+    assert "its decoder reads 112-channel features, but its backbone 'efficientnet-lite0' gives 1280" in capsys.readouterr().err
+
+
+def test_evaluate_on_another_dataset_than_the_checkpoints_says_so_and_does_it(tmp_path, capsys, monkeypatch):
+    from test_cli_evaluate import _checkpoint
+    from test_datasets import flickr8k_token
+
+    monkeypatch.setenv("CAPTIONLIB_DATA", str(tmp_path / "data"))
+    folder, names = flickr8k_token(tmp_path)
+    ck = _checkpoint(tmp_path)                                             # trained on shapes, says its metadata
+    assert main(["evaluate", "--checkpoint", str(ck), "--dataset", "flickr8k", "--root", str(folder), "--device", "cpu",
+                 "--beam-size", "1", "--split", "test"]) == 0
+    captured = capsys.readouterr()
+    assert "the model was trained on shapes; evaluating it on flickr8k, as --dataset says" in captured.err
+    assert "flickr8k" in captured.out
