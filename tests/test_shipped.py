@@ -11,7 +11,7 @@ import torch
 from captionlib.beam import beam_search
 from captionlib.encoder import Encoder
 from captionlib.images import load_image
-from captionlib.train import load_model
+from captionlib.train import load_model, weights_digest
 from captionlib.utils import CHECKOUT, shipped_checkpoint
 
 SHIPPED = shipped_checkpoint()
@@ -32,6 +32,8 @@ def test_the_shipped_checkpoint_loads_with_weights_only_and_agrees_with_itself()
     assert raw["decoder_config"]["vocab_size"] == len(raw["vocab"]["idx_to_word"])
     assert raw["meta"]["dataset"] == "flickr8k" and raw["meta"]["backbone"] in SHIPPED.name
     assert (SHIPPED.parent / "MODEL_CARD.md").exists()
+    card = (SHIPPED.parent / "MODEL_CARD.md").read_text()
+    assert f"| Weights sha256 | `{weights_digest(raw)}`" in card, "the shipped weights are not the ones the model card describes"
     decoder, vocab, state = load_model(SHIPPED, device="cpu")
     assert decoder.fc.out_features == len(vocab) and decoder.config.encoder_dim == Encoder(state["meta"]["backbone"]).dim
 
