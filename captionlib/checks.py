@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -56,6 +57,21 @@ def _as_array(x) -> np.ndarray | None:
     return None
 
 
+def _contract(expected, got, where: str) -> str | None:
+    """Right values, wrong kind of tensor: a dtype or device that breaks the next step (a float64 batch the CNN rejects)."""
+    if isinstance(expected, torch.Tensor) != isinstance(got, torch.Tensor):
+        return (f"{where} has the right values but should be a {type(expected).__name__}, got a {type(got).__name__}: "
+                + ("convert with torch.from_numpy(...)" if isinstance(expected, torch.Tensor) else "convert with .numpy()"))
+    if isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor):
+        if got.dtype != expected.dtype:
+            return (f"{where} has the right values but dtype {got.dtype}, expected {expected.dtype}: "
+                    f"make new tensors with the input's dtype (torch.zeros(..., dtype=x.dtype), or .to(x.dtype))")
+        if got.device != expected.device:
+            return (f"{where} has the right values but is on {got.device}, expected {expected.device}: "
+                    f"make new tensors on the input's device (device=x.device)")
+    return None
+
+
 def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, where: str = "output") -> str | None:
     """None when `got` equals `expected` (tensors to tolerance, containers item by item), else how they differ."""
     ea, ga = _as_array(expected), _as_array(got)
@@ -69,7 +85,7 @@ def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, w
         else:
             close = ga == ea
         if close.all():
-            return None
+            return _contract(expected, got, where)
         first = tuple(int(i) for i in np.argwhere(~close)[0])
         diff = np.abs(ga.astype(float) - ea.astype(float)).max()
         return (f"{where} differs in {int((~close).sum())} of {close.size} values (max |difference| {diff:.3g}); "
@@ -103,6 +119,26 @@ def _call(fn: Callable, args: tuple) -> Any:
     return fn(*copy.deepcopy(args))  # fresh inputs, so an in-place edit cannot leak between calls
 
 
+def _comparable(x) -> bool:
+    return isinstance(x, (torch.Tensor, np.ndarray)) or (isinstance(x, (list, tuple)) and all(
+        isinstance(v, (int, float, str, torch.Tensor, np.ndarray, list, tuple)) for v in x))
+
+
+def _changed(fn: Callable, args: tuple) -> tuple[Any, set]:
+    """fn's output on a copy of args, and the positions of the arguments it changed in place."""
+    given = copy.deepcopy(args)
+    out = fn(*given)
+    return out, {k for k, (a, g) in enumerate(zip(args, given)) if _comparable(a) and describe_difference(a, g, 0, 0)}
+
+
+def _arg_names(fn: Callable, n: int) -> list[str]:
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        names = []
+    return [names[k] if k < len(names) else f"argument {k + 1}" for k in range(n)]
+
+
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
           properties: Sequence[Callable] = (), errors: dict | None = None) -> Result:
@@ -116,10 +152,12 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         errors: {exception type: function (exception, args) -> what it means here}, for exceptions a
             typical mistake raises (e.g. a KeyError for a word the vocabulary does not know).
     """
-    outputs = []
+    outputs, mutated = [], []
     for k, args in enumerate(cases):
         try:
-            got = normalize(_call(fn, args))
+            raw, changed = _changed(fn, args)
+            got = normalize(raw)
+            mutated.append(changed)
         except NotImplementedError:
             return Result(name, NOT_DONE, "not done yet: replace `raise NotImplementedError` with your code. "
                                           "The notebook continues with the reference implementation.")
@@ -129,7 +167,16 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             return Result(name, WRONG, f"{said}: {explain(e, args)}" if explain else said,
                           diagnosis=explain(e, args) if explain else None)
         outputs.append(got)
-    expected = [normalize(_call(reference, args)) for args in cases]
+    expected = []
+    for k, args in enumerate(cases):
+        raw, allowed = _changed(reference, args)
+        expected.append(normalize(raw))
+        wrong = sorted(mutated[k] - allowed)
+        if wrong:     # the caller's tensors change behind its back: a bug even when the output is right
+            names = ", ".join(f"`{_arg_names(reference, len(args))[j]}`" for j in wrong)
+            d = (f"your function changes its input {names} in place (an in-place op such as `+=`, `.add_()` or "
+                 f"`x[...] = ...` on it): the caller's data changes too. Work on a new tensor (e.g. `x = x + 1`, `x.clone()`)")
+            return Result(name, WRONG, d, diagnosis=d)
     problems = [(k, describe_difference(e, g, atol, rtol)) for k, (e, g) in enumerate(zip(expected, outputs))]
     problems = [(k, p) for k, p in problems if p]
     if not problems:

@@ -137,3 +137,26 @@ def test_l00_encode_and_decode_mistakes_are_named():
 
     r = _diag(l00.check_encode, crashes_on_unknown)
     assert r.status == WRONG and "KeyError" in r.message
+
+
+def test_right_values_of_the_wrong_dtype_are_named_with_the_fix():
+    cases = [(torch.tensor([1.0, 2.0]),)]
+    r = check("sq", lambda x: (x * x).double(), square, cases)
+    assert r.status == WRONG and "right values but dtype torch.float64, expected torch.float32" in r.message
+    assert "dtype=x.dtype" in r.message
+    r = check("sq", lambda x: (x * x).numpy(), square, cases)
+    assert r.status == WRONG and "should be a Tensor, got a ndarray: convert with torch.from_numpy" in r.message
+
+
+def test_an_input_changed_in_place_is_named_even_when_the_output_is_right():
+    def squares_in_place(x):
+        return x.mul_(x)
+
+    r = check("sq", squares_in_place, square, [(torch.tensor([1.0, 2.0]),), (torch.tensor([[3.0]]),)])
+    assert r.status == WRONG and "changes its input `x` in place" in r.message and "x.clone()" in r.message
+
+    def appends(item, into):                 # the exercise's contract: `into` is filled in place
+        into.append(item)
+        return len(into)
+
+    assert check("append", appends, appends, [(3, [1, 2])]).status == DONE   # the reference changes it too: allowed
