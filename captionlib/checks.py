@@ -141,7 +141,7 @@ def _arg_names(fn: Callable, n: int) -> list[str]:
 
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
-          properties: Sequence[Callable] = (), errors: dict | None = None) -> Result:
+          properties: Sequence[Callable] = (), errors: dict | None = None, notes: Sequence[str | None] = ()) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
@@ -151,6 +151,7 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             equal values cannot show (e.g. a gradient that must not flow).
         errors: {exception type: function (exception, args) -> what it means here}, for exceptions a
             typical mistake raises (e.g. a KeyError for a word the vocabulary does not know).
+        notes: what each case probes, in the learner's terms (e.g. "pad_idx=3, not 0"), said when it fails.
     """
     outputs, mutated = [], []
     for k, args in enumerate(cases):
@@ -193,6 +194,8 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         if all(describe_difference(w, g, atol, rtol) is None for w, g in zip(wrong, outputs)):
             return Result(name, WRONG, m.diagnosis, diagnosis=m.diagnosis)
     k, generic = problems[0]
+    if len(problems) < len(cases) and k < len(notes) and notes[k]:   # wrong only where a probe looks: say which
+        generic = f"right on the other test inputs, wrong {notes[k]}: {generic}"
     for hint in hints:
         h = hint(copy.deepcopy(cases[k]), outputs[k])
         if h:

@@ -329,3 +329,13 @@ def test_l00_encode_that_indexes_the_vocabulary_directly_is_told_about_unk(capsy
 
     out = verdict(capsys, l00.check_encode, direct, l00.encode)
     assert "raised KeyError: 'purple'" in out and "map them to <unk>" in out and "word_to_idx.get" in out
+
+
+def test_l03_masked_loss_with_the_pad_index_written_as_0_is_told_to_use_pad_idx(capsys):
+    def literal_zero(logits, targets, pad_idx=0):
+        per = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")          # (B, T)
+        mask = (targets != 0).float()
+        return (per * mask).sum() / mask.sum()
+
+    out = verdict(capsys, l03.check_masked_loss, literal_zero, l03.masked_loss)
+    assert "right on the other test inputs, wrong when the pad index is 3, not 0" in out and "pad_idx argument" in out

@@ -53,7 +53,9 @@ def check_shift_captions(fn):
 
 def _logit_cases():
     g = torch.Generator().manual_seed(0)
-    return [(torch.randn(3, 6, 10, generator=g), CAPS[:, 1:], 0), (torch.randn(2, 4, 10, generator=g), CAPS[:2, 1:5], 0)]
+    pad3 = torch.where(CAPS[:, 1:] == 0, 3, CAPS[:, 1:])                 # a vocabulary whose <pad> is not 0
+    return [(torch.randn(3, 6, 10, generator=g), CAPS[:, 1:], 0), (torch.randn(2, 4, 10, generator=g), CAPS[:2, 1:5], 0),
+            (torch.randn(3, 6, 10, generator=g), pad3, 3)]
 
 
 def check_masked_loss(fn):
@@ -78,7 +80,8 @@ def check_masked_loss(fn):
         Mistake("the loss is summed, not averaged: its size would depend on the batch", summed),
         Mistake("the mean is per caption, then over captions: average over all real tokens of the batch instead", per_caption_mean),
     ]
-    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes)
+    notes = [None, None, "when the pad index is 3, not 0 (mask with the pad_idx argument, never a literal 0)"]
+    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes)
 
 
 def _decoder(attention):
