@@ -141,7 +141,8 @@ def _arg_names(fn: Callable, n: int) -> list[str]:
 
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
-          properties: Sequence[Callable] = (), errors: dict | None = None, notes: Sequence[str | None] = ()) -> Result:
+          properties: Sequence[Callable] = (), errors: dict | None = None, notes: Sequence[str | None] = (),
+          probes: Sequence[Callable] = ()) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
@@ -151,6 +152,8 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             equal values cannot show (e.g. a gradient that must not flow).
         errors: {exception type: function (exception, args) -> what it means here}, for exceptions a
             typical mistake raises (e.g. a KeyError for a word the vocabulary does not know).
+        probes: functions (fn) -> a diagnosis or None, tried when no Mistake matches: each calls fn on an
+            input built so that one part of the computation alone decides the answer, and names that part.
         notes: what each case probes, in the learner's terms (e.g. "pad_idx=3, not 0"), said when it fails.
     """
     outputs, mutated = [], []
@@ -193,6 +196,13 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             continue
         if all(describe_difference(w, g, atol, rtol) is None for w, g in zip(wrong, outputs)):
             return Result(name, WRONG, m.diagnosis, diagnosis=m.diagnosis)
+    for probe in probes:
+        try:
+            d = probe(fn)
+        except Exception:                                  # the probe's input broke the learner's code: no verdict from it
+            d = None
+        if d:
+            return Result(name, WRONG, d, diagnosis=d)
     k, generic = problems[0]
     if len(problems) < len(cases) and k < len(notes) and notes[k]:   # wrong only where a probe looks: say which
         generic = f"right on the other test inputs, wrong {notes[k]}: {generic}"

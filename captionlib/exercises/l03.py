@@ -4,6 +4,8 @@ Shapes: B batch, T time, V vocab, P regions, E encoder dim.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -48,7 +50,32 @@ def check_shift_captions(fn):
         Mistake("inputs still contain the last token: they must stop one short, captions[:, :-1]",
                 lambda c: (c, c[:, 1:])),
     ]
-    return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes)
+    return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes,
+                   probes=[_which_positions])
+
+
+def _which_positions(fn) -> str | None:
+    """Captions whose words are all different (word = 10 * row + position), so each returned tensor shows
+    which rows and positions it was cut from."""
+    c = torch.arange(3)[:, None] * 10 + torch.arange(6)[None]            # (3, 6)
+    out = fn(c.clone())
+    if not (isinstance(out, tuple) and len(out) == 2):
+        return "return a pair (inputs, targets)"
+    said = []
+    for part, start in zip(("inputs", "targets"), (0, 1)):
+        x = out[part == "targets"]
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            said.append(f"{part} should be a (B, T-1) tensor")
+        elif x.shape[0] != 3:
+            said.append(f"{part} has {x.shape[0]} rows for 3 captions: slice the time axis, [:, ...], not the batch axis")
+        elif x.shape[1] != 5:
+            said.append(f"{part} has length {x.shape[1]} for captions of length 6: it must be T-1 = 5")
+        elif not torch.equal(x, c[:, start:start + 5]):
+            first = int(x[0, 0]) % 10 if int(x[0, 0]) < 10 else None
+            where = f"starts at position {first}" if first is not None else "is not a slice of the captions"
+            said.append(f"{part} {where}: it must be captions[:, {start}:{start - 1 if start else -1}]"
+                        .replace("[:, 0:-1]", "[:, :-1]").replace("[:, 1:0]", "[:, 1:]"))
+    return "; ".join(said) or None
 
 
 def _logit_cases():
@@ -80,8 +107,17 @@ def check_masked_loss(fn):
         Mistake("the loss is summed, not averaged: its size would depend on the batch", summed),
         Mistake("the mean is per caption, then over captions: average over all real tokens of the batch instead", per_caption_mean),
     ]
+    def uniform_logits(fn) -> str | None:        # equal logits for all V words: the loss is log V, whatever the targets
+        logits, targets = torch.zeros(2, 3, 10), torch.tensor([[4, 5, 0], [6, 0, 0]])
+        got = float(fn(logits, targets, 0))
+        if abs(got - math.log(10)) > 1e-4:
+            return (f"with equal logits for all 10 words the loss must be log 10 = {math.log(10):.4f}, yours is {got:.4f}: "
+                    f"use -log_softmax of the logits at the target (F.cross_entropy does both), not softmax or raw logits")
+        return None
+
     notes = [None, None, "when the pad index is 3, not 0 (mask with the pad_idx argument, never a literal 0)"]
-    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes)
+    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes,
+                   probes=[uniform_logits])
 
 
 def _decoder(attention):
