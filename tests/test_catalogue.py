@@ -1,7 +1,8 @@
 """Wrong solutions as learners write them (not as the checks' `Mistake`s are written), each fed to its
 exercise's check: the verdict must be wrong and the message must name the part that is wrong.
 
-Issue 19's catalogue; so far for lesson 03's shift_captions and masked_loss (the other exercises: to do).
+Issue 19's catalogue; so far for lesson 03's shift_captions and masked_loss and lesson 04's attend (the other
+exercises: to do).
 `test_catalogue_counts` prints caught / named / total.
 """
 import contextlib
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from captionlib.checks import is_reference
-from captionlib.exercises import l03
+from captionlib.exercises import l03, l04
 
 
 def _ce(logits, targets, **kw):
@@ -56,8 +57,32 @@ CATALOGUE = [
                               / (t != pad_idx).sum(1)).mean(), "per caption"),
     ("masked_loss", "a float64 loss", lambda l, t, pad_idx=0: _ce(l, t, ignore_index=pad_idx).double(), "dtype torch.float64"),
 ]
+
+
+def _score(p, h, W_h, w, squash=torch.tanh):
+    return squash(p + (h @ W_h.T).unsqueeze(1)) @ w              # (B, P)
+
+
+def _attention(alpha, f, reduce="sum"):
+    return getattr(alpha.unsqueeze(2) * f, reduce)(1), alpha
+
+
+CATALOGUE += [
+    ("attend", "no tanh and a softmax over the batch",
+     lambda f, p, h, W, w: _attention(torch.softmax(_score(p, h, W, w, lambda z: z), 0), f), "over the batch"),
+    ("attend", "sigmoid instead of softmax", lambda f, p, h, W, w: _attention(torch.sigmoid(_score(p, h, W, w)), f),
+     "must sum to 1 over the P regions"),
+    ("attend", "context averaged, not summed", lambda f, p, h, W, w: _attention(torch.softmax(_score(p, h, W, w), 1), f, "mean"),
+     "Σ_p α_p f_p"),
+    ("attend", "relu instead of tanh", lambda f, p, h, W, w: _attention(torch.softmax(_score(p, h, W, w, torch.relu), 1), f),
+     "must be tanh"),
+    ("attend", "exp without the normalisation", lambda f, p, h, W, w: _attention(_score(p, h, W, w).exp(), f),
+     "must sum to 1"),
+    ("attend", "no tanh and the context averaged (both named)",
+     lambda f, p, h, W, w: _attention(torch.softmax(_score(p, h, W, w, lambda z: z), 1), f, "mean"), "summed over regions; the score's nonlinearity must be tanh"),
+]
 CHECKS = {"shift_captions": (l03.check_shift_captions, l03.shift_captions),
-          "masked_loss": (l03.check_masked_loss, l03.masked_loss)}
+          "masked_loss": (l03.check_masked_loss, l03.masked_loss), "attend": (l04.check_attend, l04.attend)}
 
 
 def _verdict(exercise, fn):

@@ -63,7 +63,40 @@ def check_attend(fn):
         Mistake("the tanh is missing: e = w · tanh(W_f f + W_h h)", no_tanh),
         Mistake("the context is not a convex combination: weight the regions by α (after the softmax), not by the raw scores e", raw_scores),
     ]
-    return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8)
+    return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8, probes=[_attend_parts])
+
+
+def _attend_parts(fn) -> str | None:
+    """Test the three parts of attention on their own, and name every one that is wrong:
+    the normalisation of α (from the learner's own α), the context as Σ α_p f_p (with the learner's own α), and
+    the score's tanh (one region whose projection is huge: with the tanh it saturates at 1, without it dominates)."""
+    said = []
+    g = torch.Generator().manual_seed(4)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    f, pr, h, W_h, w = r(3, 4, 2), r(3, 4, 5), r(3, 6), r(5, 6), r(5)
+    context, alpha = fn(f, pr, h, W_h, w)
+    if alpha.shape != (3, 4):
+        return f"alpha has shape {tuple(alpha.shape)}, expected (B, P) = (3, 4): one weight per region"
+    rows, cols = alpha.sum(1), alpha.sum(0)
+    normalised = torch.allclose(rows, torch.ones(3, dtype=rows.dtype))
+    if not normalised:
+        if torch.allclose(cols, torch.ones(4, dtype=cols.dtype)):
+            said.append("α sums to 1 over the batch: take the softmax over the P regions (dim=1)")
+        else:
+            said.append(f"α must sum to 1 over the P regions (a softmax over dim=1); yours sums to {rows[0].item():.3g}")
+    if context.shape != (3, 2) or not torch.allclose(context, (alpha.unsqueeze(2) * f).sum(1)):
+        said.append("the context must be Σ_p α_p f_p, the features weighted by your own α and summed over regions")
+    big = torch.zeros(1, 3, 2, dtype=torch.float64)
+    big[0, 0] = 100.0                                                  # region 0's projection is huge
+    feats = torch.eye(3, 2, dtype=torch.float64).unsqueeze(0)
+    _, a = fn(feats, big, torch.zeros(1, 1, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64),
+              torch.ones(2, dtype=torch.float64))
+    _, want = attend(feats, big, torch.zeros(1, 1, dtype=torch.float64), torch.zeros(2, 1, dtype=torch.float64),
+                     torch.ones(2, dtype=torch.float64))
+    if normalised and a.shape == want.shape and not torch.allclose(a, want, atol=1e-6) and a[0, 0] > 0.999:
+        said.append("the score's nonlinearity must be tanh, e_p = w · tanh(projected_p + W_h h): with yours (none? relu?) "
+                    "one region with a huge projection takes all of α")
+    return "; ".join(said) or None
 
 
 def _decoder():
