@@ -63,7 +63,54 @@ def check_lstm_step(fn):
             return "return (h, c) in that order: you returned (c, h)"
         return None
 
-    return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, hints=[swapped_outputs], atol=1e-8)
+    return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, hints=[swapped_outputs], atol=1e-8,
+                   probes=[_one_gate_at_a_time])
+
+
+def _one_gate_at_a_time(fn) -> str | None:
+    """Zero weights, so each gate is its bias: saturate all gates but one open (+50) or shut (-50), and the
+    learner's (h, c) shows whether that one part (c's update, the candidate's tanh, h's tanh, h's use of the
+    new c) is right. Names every part that is wrong."""
+    B, M, H = 2, 3, 2
+    x, h0 = torch.ones(B, M, dtype=torch.float64), torch.ones(B, H, dtype=torch.float64)
+    c0 = torch.tensor([[0.7, -1.2], [2.0, 0.3]], dtype=torch.float64)
+
+    def run(i, f, g, o):
+        b = torch.tensor([i, f, g, o], dtype=torch.float64).repeat_interleave(H)
+        out = fn(x, h0, c0, torch.zeros(4 * H, M, dtype=torch.float64), torch.zeros(4 * H, H, dtype=torch.float64),
+                 b, torch.zeros(4 * H, dtype=torch.float64))
+        return out if isinstance(out, tuple) and len(out) == 2 else (None, None)
+
+    close = lambda a, b: a is not None and a.shape == b.shape and torch.allclose(a, b, atol=1e-6)  # noqa: E731
+    said = []
+    h, c = run(-50, 50, 0, 50)                                   # input gate shut, forget gate open: c = c_prev
+    if not close(c, c0):
+        said.append("with the input gate shut and the forget gate open, c must equal c_prev: c = f ⊙ c_prev + i ⊙ g")
+    h, c = run(50, -50, 0.5, 50)                                 # forget shut, input open: c = tanh(0.5) everywhere
+    cand = torch.full_like(c0, 0.5)
+    if not close(c, cand.tanh()):
+        if close(c, cand.sigmoid()):
+            said.append("the candidate g uses sigmoid: it must be tanh (a new value in [-1, 1], not a gate)")
+        elif close(c, cand):
+            said.append("the candidate g must be tanh(W_ig x + W_hg h + b_g); yours passes 0.5 through unchanged (no tanh, or relu)")
+        elif close(c, c0 + cand.tanh()):
+            said.append("the forget gate is not applied to c_prev: c = f ⊙ c_prev + i ⊙ g")
+        elif not said:
+            said.append("with the forget gate shut and the input gate open, c must equal the candidate tanh(g)")
+    if h is not None and c is not None and close(h, c0.tanh()) and not close(c, c0):
+        said.append("h is computed from c_prev: use the new cell state, h = o ⊙ tanh(c)")
+    elif close(c, cand.tanh()) and not close(h, c.tanh()):
+        said.append("with the output gate open, h must equal tanh(c)")
+    h, c = run(-50, 50, 0, 0.5)                                  # c = c_prev; o = σ(0.5): h = σ(0.5) tanh(c_prev)
+    o = torch.sigmoid(torch.tensor(0.5, dtype=torch.float64))
+    if close(c, c0) and not close(h, o * c0.tanh()):
+        if close(h, o * c0):
+            said.append("h has no tanh: h = o ⊙ tanh(c)")
+        elif close(h, torch.tanh(torch.tensor(0.5, dtype=torch.float64)) * c0.tanh()):
+            said.append("the output gate o uses tanh: gates use sigmoid")
+        else:
+            said.append("with the output gate half open, h must be σ(o) ⊙ tanh(c)")
+    return "; ".join(said) or None
 
 
 class _Cell:
