@@ -200,8 +200,8 @@ _SCANNED: dict = {}   # (name, folder, caption file mtime and size) -> a success
 def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
     """Read the caption file once and stat every image once.
 
-    Returns the layout and {split: (items, sizes)}, items [(file, captions)] and sizes the image
-    file signatures (size and sampled bytes, for the fingerprint); raises a DatasetError listing everything that is missing.
+    Returns the layout and {split: (items, signatures)}, items [(file, captions)] and signatures the image
+    files' `_signature`s (size and sampled bytes, for the fingerprint); raises a DatasetError listing everything that is missing.
     A successful scan is reused while the caption file is unchanged (prepare loads three splits).
     """
     layout, problems = find_layout(name, folder)
@@ -213,10 +213,10 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
             return _SCANNED[key]
         splits = {}
         for split, items in READERS[layout.format](layout).items():
-            sizes, missing = [], []
+            signatures, missing = [], []
             for f, _ in items:
                 try:
-                    sizes.append(_signature(layout.image_dir / f))
+                    signatures.append(_signature(layout.image_dir / f))
                 except FileNotFoundError:
                     missing.append(f)
             if not items:
@@ -227,7 +227,7 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
             no_caps = [f for f, caps in items if not any(tokenize(c) for c in caps)]
             if no_caps:
                 problems.append(f"{len(no_caps)} {split} images have no caption, e.g. {', '.join(no_caps[:3])}")
-            splits[split] = (items, sizes)
+            splits[split] = (items, signatures)
         layout.notes += _duplicates(splits)
     if problems:
         raise DatasetError(f"{name} in {Path(folder)} cannot be used:\n  - " + "\n  - ".join(problems)
@@ -294,10 +294,10 @@ def load_real(name: str, split: str, root: Path, folder: str | Path | None = Non
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     layout, splits = _scan(name, Path(folder) if folder is not None else root / name)
-    items, sizes = splits[split]
+    items, signatures = splits[split]
     # the fingerprint changes when the file list, a file's size or bytes (`_signature`) or the caption source changes
     h = hashlib.sha1(f"{name}|{split}|{layout.format}".encode())
-    for (f, _), size in zip(items, sizes):
-        h.update(f"{f}:{size};".encode())
+    for (f, _), signature in zip(items, signatures):
+        h.update(f"{f}:{signature};".encode())
     return CaptionSplit(name, split, [f for f, _ in items], [caps for _, caps in items],
                         _Files([layout.image_dir / f for f, _ in items]), h.hexdigest())

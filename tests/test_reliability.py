@@ -1,6 +1,7 @@
 """Careless and hostile input: each case gets a correct result or one message that names the problem and the fix,
 never a traceback, a hang or a silently wrong number, and no file runs code. One test (or parameter) per case."""
 import ast
+import json
 import os
 import re
 import stat
@@ -512,13 +513,10 @@ def test_rows_flushed_and_checksummed_before_a_kill_are_not_extracted_again(tmp_
     real = features.atomic_write
 
     def killed_before_done(path, fn):
-        if path.name == "done.npy" and (path.parent / "blocks.json").exists() and len(json_sums(path.parent)):
+        if path.name == "done.npy" and (path.parent / "blocks.json").exists() \
+                and json.loads((path.parent / "blocks.json").read_text())["sums"]:
             raise KeyboardInterrupt                                  # killed after the checksums, before done.npy
         return real(path, fn)
-
-    def json_sums(folder):
-        import json
-        return json.loads((folder / "blocks.json").read_text())["sums"]
     monkeypatch.setattr(features, "atomic_write", killed_before_done)
     with pytest.raises(KeyboardInterrupt):
         features.extract_features(tiny_encoder(), Images(40), "k", tmp_path, batch_size=4, progress=False, workers=0)
@@ -551,8 +549,6 @@ print("done", bool(store.done.all()))
 
 
 def test_two_extractions_into_one_cache_at_once_the_second_waits_and_nothing_is_corrupted(tmp_path):
-    import json
-
     script = tmp_path / "extract.py"
     script.write_text(_EXTRACT)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -62,8 +62,8 @@ def _which_positions(fn) -> str | None:
     if not (isinstance(out, tuple) and len(out) == 2):
         return "return a pair (inputs, targets)"
     said = []
-    for part, start in zip(("inputs", "targets"), (0, 1)):
-        x = out[part == "targets"]
+    for part, start, want in (("inputs", 0, "captions[:, :-1]"), ("targets", 1, "captions[:, 1:]")):
+        x = out[start]
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             said.append(f"{part} should be a (B, T-1) tensor")
         elif x.shape[0] != 3:
@@ -71,10 +71,9 @@ def _which_positions(fn) -> str | None:
         elif x.shape[1] != 5:
             said.append(f"{part} has length {x.shape[1]} for captions of length 6: it must be T-1 = 5")
         elif not torch.equal(x, c[:, start:start + 5]):
-            first = int(x[0, 0]) % 10 if int(x[0, 0]) < 10 else None
-            where = f"starts at position {first}" if first is not None else "is not a slice of the captions"
-            said.append(f"{part} {where}: it must be captions[:, {start}:{start - 1 if start else -1}]"
-                        .replace("[:, 0:-1]", "[:, :-1]").replace("[:, 1:0]", "[:, 1:]"))
+            first = int(x[0, 0])                                      # row 0's words are its positions
+            where = f"starts at position {first}" if 0 <= first < 6 else "is not a slice of the captions"
+            said.append(f"{part} {where}: it must be {want}")
     return "; ".join(said) or None
 
 
