@@ -160,38 +160,49 @@ def _min_freq(a) -> int:
 
 def cmd_prepare(a) -> int:
     """Check a real dataset's folder, build its vocabulary and extract (cache) its features."""
+    from . import distributed
     from .data import load_split
     from .datasets import check_folder
     from .features import features_for
     from .utils import atomic_write, data_root
     from .vocab import Vocab
 
+    world = distributed.init(a.device)                                 # under torchrun: the processes share the images
+    main = world is None or world.main
+    say = print if main else (lambda *args, **kw: None)
     if a.dataset == "shapes":
-        print("shapes is embedded: nothing to prepare (its features are extracted on first use)")
+        say("shapes is embedded: nothing to prepare (its features are extracted on first use)")
         return 0
     layout = check_folder(a.dataset, a.root or data_root() / a.dataset)
-    print(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
+    say(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
     for note in layout.notes:
-        print(f"  {'' if note.startswith('warning:') else 'note: '}{note}")
+        say(f"  {'' if note.startswith('warning:') else 'note: '}{note}")
     splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root)) for s in ("train", "val", "test")}
     for s, split in splits.items():
-        print(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")
+        say(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")
     vocab = Vocab.build([c for caps in splits["train"].captions for c in caps], min_freq=_min_freq(a))
     path = data_root() / "cache" / "vocab" / f"{a.dataset}-min{_min_freq(a)}.json"
     payload = json.dumps(vocab.state_dict()).encode()
-    atomic_write(path, lambda f: f.write(payload))
-    print(f"vocabulary: {len(vocab)} words at min frequency {_min_freq(a)} -> {path}")
+    if main:
+        atomic_write(path, lambda f: f.write(payload))
+    say(f"vocabulary: {len(vocab)} words at min frequency {_min_freq(a)} -> {path}")
     if a.no_features:
+        if world is not None:
+            distributed.close()
         return 0
     encoder = _encoder(a.backbone, a.grid)
     for s, split in splits.items():
         n = min(a.subset or len(split), len(split))
-        store = features_for(split, encoder, upto=n, device=a.device)
-        print(f"  {s}: features of {len(store.valid(n))} of {n} images cached")
+        store = features_for(split, encoder, upto=n, device=world.device if world else a.device, world=world,
+                             progress=main)
+        say(f"  {s}: features of {len(store.valid(n))} of {n} images cached")
+    if world is not None:
+        distributed.close()
     return 0
 
 
 def cmd_train(a) -> int:
+    from . import distributed
     from .data import load_split, mirrored
     from .decoder import DecoderConfig
     from .features import features_for
@@ -199,17 +210,27 @@ def cmd_train(a) -> int:
     from .vocab import Vocab
 
     start = time.time()
+    scst_asked = a.scst_epochs is not None
     _recipe(a)
     checkpoint = Path(a.checkpoint) if a.checkpoint else _default_checkpoint(a.dataset, a.backbone)
     _writable_checkpoint(checkpoint, a.resume, a.overwrite)
+    world = distributed.init(a.device)                                 # under torchrun: this process's rank and device
+    main = world is None or world.main
+    say = print if main else (lambda *args, **kw: None)                # rank 0 speaks for the run
+    if world is not None and a.scst_epochs and not scst_asked:         # the recipe's; Trainer refuses it distributed
+        say(f"note: the recipe's {a.scst_epochs} self-critical epochs run in one process: when this run ends, "
+            f"`captionlib train --resume --scst-epochs {a.scst_epochs}` (the same options, without torchrun) adds them")
+        a.scst_epochs = 0
+    device = world.device if world is not None else a.device
     torch.manual_seed(a.seed)
     options = _options(a.dataset, a.root)
     train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
-    tf = features_for(train, encoder, upto=n_train, device=a.device)
-    mf = features_for(mirrored(train), encoder, upto=n_train, device=a.device) if a.mirror else None
-    vf = features_for(val, encoder, device=a.device)
+    share = {"device": device, "world": world, "progress": main}
+    tf = features_for(train, encoder, upto=n_train, **share)
+    mf = features_for(mirrored(train), encoder, upto=n_train, **share) if a.mirror else None
+    vf = features_for(val, encoder, **share)
     vocab = Vocab.build([c for i in tf.valid(n_train) for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
@@ -218,14 +239,18 @@ def cmd_train(a) -> int:
                      scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor, ema=a.ema)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
-                      vf.valid(), tc, checkpoint, meta, mirror_features=mf.features if mf is not None else None)
+                      vf.valid(), tc, checkpoint, meta, mirror_features=mf.features if mf is not None else None, world=world)
     if a.resume and checkpoint.exists():
-        print(f"resuming from {checkpoint} (delete it to train from scratch)")
-    print(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, device {trainer.device}; "
-          f"{a.epochs} cross-entropy epochs" + (f" then {a.scst_epochs} self-critical" if a.scst_epochs else "")
-          + f" at most (patience {a.patience})")
+        say(f"resuming from {checkpoint} (delete it to train from scratch)")
+    where = f"device {trainer.device}" if world is None else \
+        f"{world.size} processes ({'NCCL' if trainer.device.type == 'cuda' else 'gloo'}), a batch of {a.batch_size} shared by them"
+    say(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, {where}; "
+        f"{a.epochs} cross-entropy epochs" + (f" then {a.scst_epochs} self-critical" if a.scst_epochs else "")
+        + f" at most (patience {a.patience})")
     history = trainer.fit(resume=a.resume)
-    print(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")
+    say(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")
+    if world is not None:
+        distributed.close()
     return 0
 
 

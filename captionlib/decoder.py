@@ -94,10 +94,11 @@ class _Decoder(nn.Module):
         return logits, (torch.stack(alphas, dim=1) if alphas[0] is not None else None)  # (B, T-1, P)
 
     def loss(self, features: torch.Tensor, captions: torch.Tensor, alpha_c: float = 0.0, pad_idx: int = 0,
-             sample_prob: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training loss: `sequence_loss` of `forward`'s predictions. features (B, P, E), captions (B, T)."""
+             sample_prob: float = 0.0, generator: torch.Generator | None = None, parts: bool = False):
+        """The training loss: `sequence_loss` of `forward`'s predictions. features (B, P, E), captions (B, T).
+        parts=True: (the mean over real tokens, the penalty's mean over captions) apart, for distributed.py."""
         logits, alphas = self(features, captions, sample_prob=sample_prob, generator=generator)
-        return sequence_loss(logits, captions, alphas, alpha_c, pad_idx)
+        return sequence_loss(logits, captions, alphas, alpha_c, pad_idx, parts)
 
     def step(self, words: torch.Tensor, state, features: torch.Tensor, memo):
         """words (B,) -> logits (B, V), new (h, c), alpha (B, P) or None."""
@@ -190,16 +191,18 @@ class ShowAttendTellDecoder(_Decoder):
             return super().forward(features, captions, sample_prob, generator, next_input)
         return self.fast_forward(features, captions)
 
-    def loss(self, features, captions, alpha_c: float = 0.0, pad_idx: int = 0, sample_prob: float = 0.0, generator=None):
+    def loss(self, features, captions, alpha_c: float = 0.0, pad_idx: int = 0, sample_prob: float = 0.0, generator=None,
+             parts: bool = False):
         """`sequence_loss` of `forward`; on the fast path computed on the real steps only, never padded."""
         if not self._fast_path_applies(sample_prob, None):
-            return super().loss(features, captions, alpha_c, pad_idx, sample_prob, generator)
+            return super().loss(features, captions, alpha_c, pad_idx, sample_prob, generator, parts)
         logits, alphas, caption, t = self._packed_unroll(features, captions, pad_idx)
         loss = F.cross_entropy(logits, captions[caption, t + 1])          # mean over the N real target words
+        penalty = loss.new_zeros(())
         if alpha_c > 0:
             coverage = alphas.new_zeros(captions.shape[0], alphas.shape[1]).index_add(0, caption, alphas)   # (B, P)
-            loss = loss + attention_penalty(coverage, alpha_c)
-        return loss
+            penalty = attention_penalty(coverage, alpha_c)
+        return (loss, penalty) if parts else loss + penalty
 
     def fast_forward(self, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward`'s teacher-forced unroll, reorganised for speed (see `_packed_unroll` and benchmarks/).
@@ -256,22 +259,25 @@ def build_decoder(config: DecoderConfig) -> _Decoder:
 
 
 def sequence_loss(logits: torch.Tensor, captions: torch.Tensor, alphas: torch.Tensor | None = None,
-                  alpha_c: float = 0.0, pad_idx: int = 0) -> torch.Tensor:
+                  alpha_c: float = 0.0, pad_idx: int = 0, parts: bool = False):
     """Masked cross-entropy of the teacher-forced predictions, plus the doubly stochastic penalty.
 
     Args:
         logits: (B, T-1, V) from the decoder; captions: (B, T), targets are captions[:, 1:].
         alphas: (B, T-1, P) attention weights; alpha_c: λ of λ Σ_p (1 - Σ_t α_tp)^2 (Xu eq. 14).
+        parts: return the two terms apart (distributed training weighs them by different counts).
     Returns:
-        a scalar: mean negative log-likelihood per real (non-<pad>) target token (+ penalty).
+        a scalar: mean negative log-likelihood per real (non-<pad>) target token (+ penalty);
+        with parts=True, (that mean, the penalty averaged over captions).
     """
     targets = captions[:, 1:]                                              # (B, T-1), shifted by one
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_idx)
+    penalty = loss.new_zeros(())
     if alphas is not None and alpha_c > 0:
         mask = (targets != pad_idx).unsqueeze(2).to(alphas.dtype)          # (B, T-1, 1): no attention on padding
         coverage = (alphas * mask).sum(dim=1)                              # (B, P) total attention per region
-        loss = loss + attention_penalty(coverage, alpha_c)
-    return loss
+        penalty = attention_penalty(coverage, alpha_c)
+    return (loss, penalty) if parts else loss + penalty
 
 
 def attention_penalty(coverage: torch.Tensor, alpha_c: float) -> torch.Tensor:

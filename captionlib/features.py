@@ -9,12 +9,14 @@ Extraction is resumable: rows are marked done only after they are flushed to dis
 `upto=n` extracts just the first n images (a lesson can use a prefix of a split). Every block of
 `BLOCK` finished rows gets a checksum (blocks.json), checked the first time a row of it is read,
 so bytes changed on disk after extraction are refused, never trained on; one extraction at a
-time writes a cache (a second one waits for it).
+time writes a cache (a second one waits for it). In a torchrun run the processes share the blocks
+out and extract them into the one cache together (each writes its own progress file, rank 0 merges them).
 
 Shapes: N images, P regions, E encoder dim.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,14 +101,29 @@ class _CheckedRows:
         return np.asarray(self._rows, dtype=dtype)
 
 
-def _read_sums(folder: Path) -> dict:
-    path = folder / "blocks.json"
-    if not path.exists():                   # a cache written before checksums: nothing to check against
-        return {}
+def _read_blocks(path: Path) -> tuple[dict, dict]:
+    """(checksums by block, bad images) of a blocks.json or of one process's blocks.rankR.json."""
     sums = json.loads(path.read_text())
     if not isinstance(sums, dict) or sums.get("rows") != BLOCK or not isinstance(sums.get("sums"), dict):
-        raise ValueError(f"blocks.json does not hold checksums of {BLOCK}-row blocks")
-    return {str(k): str(v) for k, v in sums["sums"].items()}
+        raise ValueError(f"{path.name} does not hold checksums of {BLOCK}-row blocks")
+    return {str(k): str(v) for k, v in sums["sums"].items()}, {str(k): str(v) for k, v in sums.get("bad", {}).items()}
+
+
+def _rank_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("blocks.rank*.json"))
+
+
+def _read_sums(folder: Path, bad: dict | None = None) -> dict:
+    """The checksums of the finished blocks, with those the processes of a distributed extraction wrote and
+    rank 0 has not merged yet (a run killed before the end); their bad images are added to `bad`."""
+    path = folder / "blocks.json"
+    sums = _read_blocks(path)[0] if path.exists() else {}     # no file: a cache written before checksums
+    for part in _rank_files(folder):
+        more, more_bad = _read_blocks(part)
+        sums.update(more)
+        if bad is not None:
+            bad.update(more_bad)
+    return sums
 
 
 def _with_checksummed(done: np.ndarray, sums: dict) -> np.ndarray:
@@ -124,10 +141,11 @@ class FeatureStore:
         self.folder = Path(folder)
         meta = json.loads((self.folder / "meta.json").read_text())
         self.shape = tuple(meta["shape"])                                   # (N, P, E)
-        rows, sums = np.memmap(self.folder / "features.f16", np.float16, "r", shape=self.shape), _read_sums(self.folder)
+        bad = json.loads((self.folder / "bad.json").read_text())
+        rows, sums = np.memmap(self.folder / "features.f16", np.float16, "r", shape=self.shape), _read_sums(self.folder, bad)
         self.features = _CheckedRows(rows, sums, self.folder)
         self.done = _with_checksummed(np.load(self.folder / "done.npy"), sums)   # (N,) bool
-        self.bad = {int(k): v for k, v in json.loads((self.folder / "bad.json").read_text()).items()}
+        self.bad = {int(k): v for k, v in bad.items()}
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -184,7 +202,7 @@ def _open_cache(folder: Path, n: int):
         done = np.load(folder / "done.npy")
         bad = {str(k): str(v) for k, v in json.loads((folder / "bad.json").read_text()).items()}
         size = (folder / "features.f16").stat().st_size
-        sums = _read_sums(folder)
+        sums = _read_sums(folder, bad)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         warnings.warn(f"feature cache {folder} is damaged ({type(e).__name__}: {e}); extracting its features again")
         return None
@@ -199,7 +217,8 @@ def _open_cache(folder: Path, n: int):
 
 def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, upto: int | None = None,
                      batch_size: int | None = None, device: str = "auto", progress: bool = True,
-                     workers: int | None = None, commit_every: float = 5.0, label: str | None = None) -> FeatureStore:
+                     workers: int | None = None, commit_every: float = 5.0, label: str | None = None,
+                     world=None) -> FeatureStore:
     """Extract (or finish extracting) features for images[0:upto] into root/key, and open the cache.
 
     Args:
@@ -212,36 +231,82 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
         commit_every: seconds between writes of the progress files; an interrupted run redoes at
             most this much (rows are marked done only after their features are flushed to disk).
         label: what the progress bar calls the images (default: the cache name).
+        world: in a torchrun run (`distributed.init()`), every process calls this with its World: each
+            extracts every W-th missing block (whole blocks, so up to BLOCK-1 rows past upto) on its
+            device, and all return once the cache is complete.
     Returns:
         a FeatureStore over all len(images) rows; rows >= upto may still be missing.
     """
     folder = Path(root) / key
     folder.mkdir(parents=True, exist_ok=True)
-    with RunLock(folder / "features", doing="extracting features into", wait=True):   # two kernels, one cache
-        return _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
+    if world is None:
+        with RunLock(folder / "features", doing="extracting features into", wait=True):   # two kernels, one cache
+            return _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
+    import torch.distributed as dist
+
+    device = world.device
+    with RunLock(folder / "features", doing="extracting features into", wait=True) if world.main else contextlib.nullcontext():
+        if world.main:
+            _open_or_lay_out(encoder, images, folder, key, device)
+            _merge(folder)                                             # what a killed distributed run left
+        dist.barrier()                                                 # the files exist before the others open them
+        _extract(encoder, images, folder, key, upto, batch_size, device, progress and world.main, workers, commit_every,
+                 label, world)
+        dist.barrier()                                                 # every share is on disk
+        if world.main:
+            _merge(folder)
+        dist.barrier()
+    return FeatureStore(folder)
 
 
-def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, progress, workers, commit_every, label):
+def _merge(folder: Path) -> None:
+    """Fold the processes' progress files into the cache's own (bad images, checksums, then done), and remove them."""
+    parts = _rank_files(folder)
+    if not parts:
+        return
+    shape, done, bad, sums = _open_cache(folder, json.loads((folder / "meta.json").read_text())["shape"][0])
+    atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
+    atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": sums}).encode()))
+    atomic_write(folder / "done.npy", lambda f: np.save(f, done))
+    for part in parts:
+        part.unlink()
+
+
+def _open_or_lay_out(encoder, images, folder: Path, key: str, device) -> tuple:
+    """_open_cache's (shape, done, bad, sums), after laying out a new cache when there is none (or it is damaged)."""
+    n = len(images)
+    opened = _open_cache(folder, n) if (folder / "meta.json").exists() else None
+    if opened is not None:
+        return opened
+    # Probe a blank image for P and E (not images[0]: a bad first file must be skipped like any other),
+    # then lay out the full file.
+    side = encoder.backbone.image_size
+    with torch.no_grad():
+        feats, _ = encoder.to(device).eval()(encoder.preprocess(Image.new("RGB", (side, side))).to(device))
+    shape = (n, feats.shape[1], feats.shape[2])
+    for part in _rank_files(folder):                              # progress of a cache that is gone
+        part.unlink()
+    np.memmap(folder / "features.f16", np.float16, "w+", shape=shape).flush()
+    atomic_write(folder / "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
+    atomic_write(folder / "bad.json", lambda f: f.write(b"{}"))
+    atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": {}}).encode()))
+    atomic_write(folder / "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
+    return _open_cache(folder, n)
+
+
+def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, progress, workers, commit_every, label,
+             world=None):
     n, upto = len(images), len(images) if upto is None else min(upto, len(images))
     device = pick_device(device)
     if batch_size is None:  # measured (benchmarks/): small batches stay in a 2-core CPU's caches, GPUs want large ones
         batch_size = 4 if device.type == "cpu" else 64
-    opened = _open_cache(folder, n) if (folder / "meta.json").exists() else None
-    if opened is None:
-        # Probe a blank image for P and E (not images[0]: a bad first file must be skipped like any other),
-        # then lay out the full file.
-        side = encoder.backbone.image_size
-        with torch.no_grad():
-            feats, _ = encoder.to(device).eval()(encoder.preprocess(Image.new("RGB", (side, side))).to(device))
-        shape = (n, feats.shape[1], feats.shape[2])
-        np.memmap(folder / "features.f16", np.float16, "w+", shape=shape).flush()
-        atomic_write(folder / "done.npy", lambda f: np.save(f, np.zeros(n, dtype=bool)))
-        atomic_write(folder / "bad.json", lambda f: f.write(b"{}"))
-        atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": {}}).encode()))
-        atomic_write(folder / "meta.json", lambda f: f.write(json.dumps({"shape": shape, "key": key}).encode()))
-        opened = _open_cache(folder, n)
-    shape, done, bad, sums = opened
-    todo = [i for i in range(upto) if not done[i]]
+    shape, done, bad, sums = _open_or_lay_out(encoder, images, folder, key, device)
+    if world is None:
+        todo, mine = [i for i in range(upto) if not done[i]], None
+    else:                                                              # every W-th missing block, whole
+        mine = [k for k in range(-(-upto // BLOCK)) if str(k) not in sums][world.rank::world.size]
+        todo = [i for k in mine for i in range(k * BLOCK, min((k + 1) * BLOCK, n)) if not done[i]]
+        own = {"sums": {}, "bad": {}}                                  # what this process adds: blocks.rankR.json
     if not todo:
         return FeatureStore(folder)
     encoder = folded(encoder.to(device).eval())                        # batch norms folded: the same features, faster
@@ -256,6 +321,13 @@ def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, 
 
     def commit():                                     # data on disk, then its checksums, then "done"
         out.flush()
+        if world is not None:                         # its own file: checksums of its finished blocks, its bad images
+            for k in mine:
+                if str(k) not in sums and done[k * BLOCK:(k + 1) * BLOCK].all():
+                    sums[str(k)] = own["sums"][str(k)] = _digest(out[k * BLOCK:(k + 1) * BLOCK])
+            payload = json.dumps({"rows": BLOCK, **own}).encode()
+            atomic_write(folder / f"blocks.rank{world.rank}.json", lambda f: f.write(payload))
+            return
         atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
         for k in range(-(-n // BLOCK)):
             if str(k) not in sums and done[k * BLOCK:(k + 1) * BLOCK].all():
@@ -272,6 +344,8 @@ def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, 
                 if error is not None:
                     warnings.warn(f"skipping image {i}: {error}")
                     bad[str(i)] = error
+                    if world is not None:
+                        own["bad"][str(i)] = error
                     done[i] = True
             if idx:
                 pixels = torch.from_numpy(np.stack([px for _, px, _ in batch if px is not None]))   # (b, S, S, 3) uint8
@@ -291,12 +365,14 @@ def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, 
 
 
 def features_for(split, encoder, upto: int | None = None, device: str = "auto", batch_size: int | None = None,
-                 progress: bool = True, root: str | Path | None = None, workers: int | None = None) -> FeatureStore:
-    """The cached features of a CaptionSplit (extracting what is missing), under data/cache/features/."""
+                 progress: bool = True, root: str | Path | None = None, workers: int | None = None,
+                 world=None) -> FeatureStore:
+    """The cached features of a CaptionSplit (extracting what is missing), under data/cache/features/;
+    world: every process of a torchrun run calls it with its World, and they share the work."""
     from .utils import data_root
 
     key = cache_key(split.fingerprint, encoder.name, encoder.grid, encoder.backbone.image_size)
     root = Path(root) if root is not None else data_root() / "cache" / "features"
     return extract_features(encoder, split.images, f"{split.dataset}-{split.split}-{key}", root, upto=upto,
                             batch_size=batch_size, device=device, progress=progress, workers=workers,
-                            label=f"{split.dataset} {split.split}")
+                            label=f"{split.dataset} {split.split}", world=world)

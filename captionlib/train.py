@@ -15,6 +15,7 @@ Shapes: B batch, T time, V vocab, P regions, E encoder dim.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .beam import beam_search, greedy
+from . import distributed
+from .beam import Caption, beam_search, greedy
 from .bleu import bleu_scores
 from .data import CaptionPairs, collate
 from .decoder import DecoderConfig, build_decoder
@@ -169,18 +171,28 @@ class Trainer:
             or None; with them each caption is trained on one of the two views, drawn per epoch.
         checkpoint: where to save; None: keep everything in memory.
         meta: extra plain data stored in the checkpoint (e.g. which encoder made the features).
+        world: this process's place in a torchrun run (`distributed.init()`), or None for one process.
+            Each process then trains on every W-th caption of each batch (config.batch_size is the
+            batch of all of them together), validation is decoded in W shares, and rank 0 saves.
     """
 
     def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
                  val_features, val_captions, val_idx, config: TrainConfig | None = None,
-                 checkpoint: str | Path | None = None, meta: dict | None = None, mirror_features=None):
+                 checkpoint: str | Path | None = None, meta: dict | None = None, mirror_features=None,
+                 world: distributed.World | None = None):
         if decoder_config.vocab_size != len(vocab):
             raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
         config = config if config is not None else TrainConfig()
-        self.config, self.vocab, self.meta = config, vocab, meta or {}
-        self.device = pick_device(config.device)
+        if world is not None and config.scst_epochs:
+            raise ValueError("self-critical training (scst_epochs) runs in one process only: train the cross-entropy "
+                             "epochs with torchrun, then continue with `captionlib train --resume --scst-epochs N` alone")
+        self.config, self.vocab, self.meta, self.world = config, vocab, meta or {}, world
+        self.device = world.device if world is not None else pick_device(config.device)
         torch.manual_seed(config.seed)
         self.decoder = build_decoder(decoder_config).to(self.device)
+        self.model = distributed.wrap(self.decoder, world) if world is not None else None   # DDP: gradients averaged
+        if world is not None and world.rank:
+            torch.manual_seed(config.seed + 7_919 * world.rank)            # its own dropout masks and sampling coins
         self.decoder_config = decoder_config
         self.pairs = CaptionPairs(features, captions, vocab, train_idx)
         self.mirror = mirror_features
@@ -206,10 +218,16 @@ class Trainer:
                 "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase, "ema": self.ema}
 
     def save(self) -> None:
-        if self.checkpoint is not None:
-            state = self.state()
-            state["weights_sha256"] = weights_digest(state)
-            atomic_save(state, self.checkpoint)
+        if self.checkpoint is None:
+            return
+        rngs = distributed.gather(torch.get_rng_state(), self.world) if self.world is not None else None
+        if self.world is not None and not self.world.main:               # the weights are the same everywhere
+            return
+        state = self.state()
+        if rngs is not None:
+            state["rng_ranks"] = rngs                                      # each process's own, for --resume
+        state["weights_sha256"] = weights_digest(state)
+        atomic_save(state, self.checkpoint)
 
     def load(self, path: str | Path) -> None:
         s = _check_state(path, load_checkpoint(path))
@@ -231,7 +249,14 @@ class Trainer:
         self.ema = s.get("ema")
         for key in ("phase", "scst_reward"):                               # checkpoints from before self-critical training
             self.history.setdefault(key, [])
-        torch.set_rng_state(s["rng"])
+        ranks = s.get("rng_ranks")
+        if self.world is None:
+            torch.set_rng_state(s["rng"])
+        elif ranks is not None and len(ranks) == self.world.size:
+            torch.set_rng_state(ranks[self.world.rank])
+        else:                                                              # saved by another number of processes
+            torch.set_rng_state(s["rng"]) if self.world.main else \
+                torch.manual_seed(self.config.seed + 7_919 * self.world.rank + self.global_step)
 
     # ------------------------------------------------------------ training
 
@@ -277,33 +302,80 @@ class Trainer:
                                f"{self.step_in_epoch + 1} (global step {self.global_step + 1}). Lower the learning rate "
                                f"(now {self.optimizer.param_groups[0]['lr']:g}), or check the features{saved}")
 
-    def train_step(self, features, captions, sample_prob: float) -> float:
+    def _bad_features(self, rows: list) -> None:
+        raise RuntimeError(f"training stopped: the features of batch rows {rows[:5]} hold NaN or inf (epoch "
+                           f"{self.epoch + 1}, step {self.step_in_epoch + 1}); the feature cache is damaged: delete "
+                           "data/cache/features and run again to extract them anew")
+
+    def train_step(self, features, captions, sample_prob: float, share: tuple[float, float] = (1.0, 1.0)) -> float:
+        """One step on features (b, P, E) and captions (b, T); returns the batch's loss.
+
+        share: in a distributed run, W x this process's fraction of the batch's real tokens and of its captions
+        (`_share`); the weighted loss makes DDP's average of the gradients the whole batch's gradient."""
         self.decoder.train()
-        if not torch.isfinite(features).all():
-            bad = (~torch.isfinite(features)).flatten(1).any(1).nonzero().flatten().tolist()
-            raise RuntimeError(f"training stopped: the features of batch rows {bad[:5]} hold NaN or inf (epoch "
-                               f"{self.epoch + 1}, step {self.step_in_epoch + 1}); the feature cache is damaged: delete "
-                               "data/cache/features and run again to extract them anew")
-        loss = self.decoder.loss(features, captions, penalty_weight(self.config, features.shape[1]), self.vocab.pad_idx,
-                                 sample_prob=sample_prob)
-        self._stop_if_non_finite(loss, "loss")
+        bad = (~torch.isfinite(features)).flatten(1).any(1)                # (b,) rows holding NaN or inf
+        alpha_c = penalty_weight(self.config, features.shape[1])
+        if self.world is None:
+            if bad.any():
+                self._bad_features(bad.nonzero().flatten().tolist())
+            loss = self.decoder.loss(features, captions, alpha_c, self.vocab.pad_idx, sample_prob=sample_prob)
+            self._stop_if_non_finite(loss, "loss")
+            reported = float(loss.detach())
+        else:
+            ce, penalty = self.model(features, captions, alpha_c, self.vocab.pad_idx, sample_prob)
+            loss = share[0] * ce + share[1] * penalty
+            total, n_bad = distributed.all_sum([float(loss.detach()), float(bad.sum())], self.world, self.device)
+            if n_bad:                                                      # every process stops, not just one
+                self._bad_features(bad.nonzero().flatten().tolist() or ["on another process"])
+            reported = total / self.world.size                             # the whole batch's loss
+            self._stop_if_non_finite(torch.tensor(reported), "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_value_(self.decoder.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self._update_ema()
-        return float(loss.detach())
+        return reported
+
+    def _share(self, batch: list) -> tuple[list, tuple[float, float]]:
+        """This process's captions of a batch (positions in self.pairs) and their weights (see train_step).
+        A process whose share is empty (a last batch smaller than W) runs one caption with weight 0."""
+        mine = distributed.shard(batch, self.world)
+        if not mine:
+            return batch[:1], (0.0, 0.0)
+        tokens = lambda ks: sum(len(self.pairs.pairs[k][1]) - 1 for k in ks)   # real targets: <end>, no <start>
+        W = self.world.size
+        return mine, (W * tokens(mine) / tokens(batch), W * len(mine) / len(batch))
 
     def fit(self, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> dict:
         """Train until `epochs` (then `scst_epochs`) or early stopping; with resume=True, continue from the checkpoint.
 
         stop_after_steps: save and return after this many steps in total (to test resuming).
         """
+        if self.world is not None:
+            progress = progress and self.world.main
         if self.checkpoint is None:
             return self._fit(resume, stop_after_steps, progress)
-        with RunLock(self.checkpoint):                                    # one run at a time writes this checkpoint
+        with self._lock():                                                # one run at a time writes this checkpoint
             return self._fit(resume, stop_after_steps, progress)
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """RunLock on the checkpoint; in a distributed run rank 0 holds it, and all stop if it cannot."""
+        if self.world is None:
+            with RunLock(self.checkpoint):
+                yield
+            return
+        with contextlib.ExitStack() as stack:
+            refused = None
+            if self.world.main:
+                try:
+                    stack.enter_context(RunLock(self.checkpoint))
+                except RuntimeError as e:
+                    refused = e
+            if distributed.all_sum([float(refused is not None)], self.world, self.device)[0]:
+                raise refused or RuntimeError(f"rank 0 could not lock {self.checkpoint}: another run writes it")
+            yield
 
     def _fit(self, resume: bool, stop_after_steps: int | None, progress: bool) -> dict:
         if resume and self.checkpoint is not None and self.checkpoint.exists():
@@ -325,8 +397,9 @@ class Trainer:
             bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=label, disable=not progress, leave=False)
             for b in batches[self.step_in_epoch:]:
                 if self.phase == "xe":
-                    feats, caps, _, _ = self._xe_batch(b, flips)
-                    loss = self.train_step(feats.to(self.device), caps.to(self.device), p)
+                    mine, share = self._share(b) if self.world is not None else (b, (1.0, 1.0))
+                    feats, caps, _, _ = self._xe_batch(mine, flips)
+                    loss = self.train_step(feats.to(self.device), caps.to(self.device), p, share)
                     self.history["step_loss"].append(loss)
                     bar.set_postfix(loss=f"{loss:.3f}")
                 else:
@@ -389,6 +462,19 @@ class Trainer:
         self._update_ema()
         return reward
 
+    def _validate(self, feats, caps, idx) -> dict:
+        """BLEU-1..4 of greedy captions of the val images; in a distributed run each process decodes every W-th
+        image and all of them score the gathered captions (the same numbers everywhere, so the same decisions)."""
+        if self.world is None:
+            return evaluate_bleu(self.decoder, feats, caps, self.vocab, idx, self.device, self.config.max_len)[0]
+        W = self.world.size
+        mine = [c.tokens for c in caption_all(self.decoder, feats, distributed.shard(list(idx), self.world),
+                                              self.device, self.config.max_len)]
+        tokens = [None] * len(idx)
+        for rank, part in enumerate(distributed.gather(mine, self.world)):
+            tokens[rank::W] = part
+        return score_captions([Caption(t, 0.0, None) for t in tokens], self.vocab, [caps[i] for i in idx])[0]
+
     def _end_epoch(self, p: float, n_batches: int, progress: bool) -> None:
         h = self.history
         xe = self.phase == "xe"
@@ -397,7 +483,7 @@ class Trainer:
         if self.ema is not None:                                           # validate (and keep) the averaged weights
             trained = copy.deepcopy(self.decoder.state_dict())
             self.decoder.load_state_dict(self.ema)
-        scores, _ = evaluate_bleu(self.decoder, feats, caps, self.vocab, idx, self.device, self.config.max_len)
+        scores = self._validate(feats, caps, idx)
         h["train_loss"].append(float(np.mean(h["step_loss"][-n_batches:])) if xe else float("nan"))
         h["phase"].append(self.phase)
         h["val_bleu4"].append(scores["BLEU-4"])
