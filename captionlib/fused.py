@@ -32,6 +32,8 @@ E encoder dim, H hidden dim, A attention dim, M embedding dim, V vocabulary.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -180,9 +182,16 @@ def attend_lstm_unroll(embedded: torch.Tensor, projected: torch.Tensor, features
         hs: (N, H) the hidden state after each step; alphas: (N, P) the attention of each step.
     """
     assert all(a >= b for a, b in zip(running, running[1:])) and sum(running) == embedded.shape[0], running
-    W_from_h, b_from_h = _stacked_from_h(W_h, W_beta, b_beta, W_hh)   # autograd takes the 2s back out
-    return _AttendLSTMUnroll.apply(embedded, 2 * projected, features, h, c, W_from_h, b_from_h, w_score, W_ih, b_ih,
-                                   list(running))
+    # The hand-written backward needs one dtype throughout. Under autocast (train --amp) some arguments come in
+    # bfloat16/float16 and the state in float32: the recurrence then runs in float32, the output layer after it
+    # in low precision.
+    args = (embedded, projected, features, h, c, W_h, W_beta, b_beta, W_hh, w_score, W_ih, b_ih)
+    dtype = functools.reduce(torch.promote_types, (x.dtype for x in args))
+    with torch.autocast(embedded.device.type, enabled=False):
+        embedded, projected, features, h, c, W_h, W_beta, b_beta, W_hh, w_score, W_ih, b_ih = (x.to(dtype) for x in args)
+        W_from_h, b_from_h = _stacked_from_h(W_h, W_beta, b_beta, W_hh)   # autograd takes the 2s back out
+        return _AttendLSTMUnroll.apply(embedded, 2 * projected, features, h, c, W_from_h, b_from_h, w_score, W_ih, b_ih,
+                                       list(running))
 
 
 class SearchStep:

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import hashlib
 import math
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 0       # also save every this many steps (0: at the end of each epoch only)
     ema: float = 0.0                # validate and keep an exponential moving average of the weights, this decay per step (0: off)
+    amp: bool = False               # mixed precision on CUDA: bfloat16 autocast where the GPU has it, else float16 + a grad scaler
     # Self-critical training (scst.py), after the cross-entropy epochs, from their best weights:
     scst_epochs: int = 0            # epochs of it (0: none)
     scst_lr: float = 2e-5           # Adam, constant; much smaller than cross-entropy's (the gradient is noisy)
@@ -200,12 +202,31 @@ class Trainer:
         self.val = (val_features, val_captions, np.asarray(val_idx))
         self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=config.lr)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        self.amp_dtype, self.scaler = self._mixed_precision()
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": [],
                         "phase": [], "scst_reward": []}
         self.best_bleu, self.best_state, self.bad_epochs = -1.0, None, 0
         self.phase, self.reward = "xe", None                               # "xe" (teacher forcing), then "scst"
+
+    def _mixed_precision(self) -> tuple:
+        """(autocast dtype or None, GradScaler or None) for config.amp on this device."""
+        if not self.config.amp:
+            return None, None
+        if self.device.type != "cuda":
+            if self.world is None or self.world.main:
+                print(f"note: --amp (mixed precision) speeds up CUDA GPUs; this run is on {self.device.type}, so it "
+                      "trains in float32 as without it", file=sys.stderr)
+            return None, None
+        if torch.cuda.is_bf16_supported():                 # Ampere and later: bfloat16's range needs no loss scaling
+            return torch.bfloat16, None
+        return torch.float16, torch.amp.GradScaler("cuda")  # older GPUs: float16 gradients would underflow unscaled
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -215,7 +236,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "history": self.history, "best_bleu": self.best_bleu, "best_model": self.best_state,
-                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase, "ema": self.ema}
+                "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase, "ema": self.ema,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
 
     def save(self) -> None:
         if self.checkpoint is None:
@@ -247,6 +269,8 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = s["epoch"], s["step_in_epoch"], s["global_step"]
         self.history, self.best_bleu, self.best_state, self.bad_epochs = s["history"], s["best_bleu"], s["best_model"], s["bad_epochs"]
         self.ema = s.get("ema")
+        if self.scaler is not None and s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
         for key in ("phase", "scst_reward"):                               # checkpoints from before self-critical training
             self.history.setdefault(key, [])
         ranks = s.get("rng_ranks")
@@ -318,22 +342,32 @@ class Trainer:
         if self.world is None:
             if bad.any():
                 self._bad_features(bad.nonzero().flatten().tolist())
-            loss = self.decoder.loss(features, captions, alpha_c, self.vocab.pad_idx, sample_prob=sample_prob)
+            with self._autocast():
+                loss = self.decoder.loss(features, captions, alpha_c, self.vocab.pad_idx, sample_prob=sample_prob)
             self._stop_if_non_finite(loss, "loss")
             reported = float(loss.detach())
         else:
-            ce, penalty = self.model(features, captions, alpha_c, self.vocab.pad_idx, sample_prob)
-            loss = share[0] * ce + share[1] * penalty
+            with self._autocast():
+                ce, penalty = self.model(features, captions, alpha_c, self.vocab.pad_idx, sample_prob)
+            loss = share[0] * ce.float() + share[1] * penalty.float()
             total, n_bad = distributed.all_sum([float(loss.detach()), float(bad.sum())], self.world, self.device)
             if n_bad:                                                      # every process stops, not just one
                 self._bad_features(bad.nonzero().flatten().tolist() or ["on another process"])
             reported = total / self.world.size                             # the whole batch's loss
             self._stop_if_non_finite(torch.tensor(reported), "loss")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is None:
+            loss.backward()
+        else:                                              # float16: scaled up so small gradients do not underflow
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)           # clip the true gradients
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_value_(self.decoder.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)               # skipped (and the scale lowered) when a gradient overflowed
+            self.scaler.update()
         self._update_ema()
         return reported
 
