@@ -236,7 +236,8 @@ def cmd_train(a) -> int:
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
                      patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c,
-                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor, ema=a.ema, amp=a.amp)
+                     scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor, ema=a.ema, amp=a.amp,
+                     checkpoint_every=a.checkpoint_every)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
     trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
                       vf.valid(), tc, checkpoint, meta, mirror_features=mf.features if mf is not None else None, world=world)
@@ -439,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--alpha-c", type=WEIGHT, default=None,
                            help="weight of the doubly stochastic attention penalty (default 1/P; 0 lets attention stay on one object)")
             s.add_argument("--no-attention", action="store_true", help="Show and Tell instead of Show-Attend-Tell")
+            s.add_argument("--checkpoint-every", type=COUNT, default=0, metavar="STEPS",
+                           help="also save every STEPS steps, so --resume after a kill loses at most that much (0: at the end of each epoch)")
             s.add_argument("--amp", action="store_true",
                            help="mixed precision on CUDA GPUs: bfloat16 where supported, else float16 with a grad scaler")
             s.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")

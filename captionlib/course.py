@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import os
 import re
 import shutil
 import sys
@@ -324,11 +325,25 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = args.notebooks or sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb"))
     params = {k: _value(k, v) for k, v in args.p}
     rows = run([Path(n).resolve() for n in notebooks], params, args.out)
-    print(f"\n{'notebook':<40} {'status':<10} minutes")
-    for name, status, minutes in rows:
-        print(f"{name:<40} {status:<10} {minutes:7.2f}")
-    print(f"{'total':<40} {'':<10} {sum(r[2] for r in rows):7.2f}")
+    table = timing_table(rows, params)
+    (args.out / "timings.md").write_text(table)                        # kept with the executed notebooks (CI artifacts)
+    print("\n" + table, end="")
     return 0 if all(r[1] == "ok" for r in rows) else 1
+
+
+def timing_table(rows: list[tuple], parameters: dict) -> str:
+    """A Markdown table of run()'s (name, status, minutes) rows, with the parameters and the device it ran on."""
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    given = parameters or "each notebook's own"
+    lines = [f"parameters: {given}; {device}; torch {torch.__version__}; "
+             f"python {platform.python_version()}", "", "| notebook | status | minutes |", "|---|---|---:|"]
+    lines += [f"| {name} | {status} | {minutes:.2f} |" for name, status, minutes in rows]
+    lines.append(f"| total | | {sum(r[2] for r in rows):.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

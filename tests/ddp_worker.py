@@ -85,14 +85,15 @@ def main() -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--die-at", type=int, default=0)
     p.add_argument("--extract", action="store_true", help="extract Pictures into the folder CHECKPOINT instead")
+    p.add_argument("--device", default="cpu", help="cuda: NCCL, one GPU per process")
     a = p.parse_args()
-    world = distributed.init("cpu")
+    world = distributed.init(a.device)
     if a.extract:
         store = extract(a.checkpoint, world)
         print(f"rank {world.rank}: {len(store.valid())} valid", flush=True)
         distributed.close()
         return 0
-    t = trainer(a.checkpoint, world)
+    t = trainer(a.checkpoint, world, device=a.device)
     if a.die_at and world.rank == 1:
         save = t.save
 

@@ -43,6 +43,17 @@ def test_two_gloo_processes_train_like_one_with_the_exact_token_mean(tmp_path):
     assert two["history"]["val_bleu4"] == pytest.approx(one.history["val_bleu4"])
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL, one per process)")
+def test_two_gpus_with_nccl_train_like_one(tmp_path):
+    one = ddp_worker.trainer(tmp_path / "one.pt", device="cuda")
+    one.fit(progress=False)
+    torchrun(tmp_path / "two.pt", "--device", "cuda")
+    two = load_checkpoint(tmp_path / "two.pt")
+    assert torch.allclose(torch.tensor(two["history"]["step_loss"]), torch.tensor(one.history["step_loss"]), atol=1e-4)
+    for name, w in one.decoder.state_dict().items():
+        assert torch.allclose(two["model"][name], w.cpu(), atol=1e-3), name
+
+
 def test_the_share_weights_are_what_makes_the_mean_exact():
     """Per-process means averaged (what plain DDP gives) differ from the batch's token mean when shards hold
     different numbers of tokens; weighted by `_share`, the average of the two gradients is the batch's gradient."""
@@ -120,9 +131,10 @@ def test_torchrun_prepare_and_train_through_the_command_line(tmp_path):
     assert prep.stdout.count("train: features of 12 of 12 images cached") == 1, prep.stdout
     ckpt = tmp_path / "f8.pt"
     train = run("train", "--dataset", "flickr8k", "--root", str(folder), "--epochs", "2", "--min-freq", "1",
-                "--batch-size", "16", "--checkpoint", str(ckpt), "--device", "cpu")
+                "--batch-size", "16", "--checkpoint", str(ckpt), "--device", "cpu", "--checkpoint-every", "1")
     assert train.returncode == 0, train.stderr[-3000:]
     assert train.stdout.count("2 processes (gloo), a batch of 16 shared by them") == 1, train.stdout
     state = load_checkpoint(ckpt)
     assert state["epoch"] == 2 and len(state["rng_ranks"]) == 2 and len(state["history"]["val_bleu4"]) == 2
+    assert state["train_config"]["checkpoint_every"] == 1
     assert not list(tmp_path.glob("data/cache/features/*/blocks.rank*.json"))
