@@ -10,6 +10,7 @@ Key to the letters in every shape comment and docstring:
 
 Modules, in the order the lessons build them: vocab, shapes, data (lesson 00); images, encoder,
 features (01); lstm (02); decoder, train (03); attention (04); beam, bleu (06, 07); viz, checks,
-course (all lessons).
+course (all lessons). Beyond the lessons: distributed (torchrun + DDP) and finetune (the encoder's
+last blocks), which `captionlib train` uses on GPUs and several machines (README).
 """
 __version__ = "0.1.0"

@@ -117,12 +117,15 @@ def _checkpoint(a) -> Path:
 
 def _trained(a):
     """The checkpoint's decoder, vocabulary and metadata, and the encoder its features came from."""
+    from .finetune import load_encoder
     from .train import load_model
 
     path = _checkpoint(a)
     decoder, vocab, state = load_model(path, a.device)
     meta = state.get("meta", {})
-    encoder = _encoder(meta.get("backbone", a.backbone), meta.get("grid", a.grid))
+    encoder = load_encoder(state, a.backbone, a.grid)                  # with its fine-tuned blocks, if it has them
+    if "-ft" in encoder.name:
+        print(f"encoder: {encoder.name}, fine-tuned with the decoder (its features are cached apart)", file=sys.stderr)
     if decoder.config.encoder_dim != encoder.dim:
         raise ValueError(f"{path}: its decoder reads {decoder.config.encoder_dim}-channel features, but its backbone "
                          f"{encoder.name!r} gives {encoder.dim}: the checkpoint's metadata is wrong or from another model")
@@ -221,6 +224,10 @@ def cmd_train(a) -> int:
         say(f"note: the recipe's {a.scst_epochs} self-critical epochs run in one process: when this run ends, "
             f"`captionlib train --resume --scst-epochs {a.scst_epochs}` (the same options, without torchrun) adds them")
         a.scst_epochs = 0
+    if a.fine_tune_encoder and a.scst_epochs and not scst_asked:       # it reads cached features: left out
+        say(f"note: the recipe's {a.scst_epochs} self-critical epochs are left out: they train on cached features, "
+            "not with a fine-tuned encoder")
+        a.scst_epochs = 0
     device = world.device if world is not None else a.device
     torch.manual_seed(a.seed)
     options = _options(a.dataset, a.root)
@@ -228,19 +235,31 @@ def cmd_train(a) -> int:
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
     share = {"device": device, "world": world, "progress": main}
-    tf = features_for(train, encoder, upto=n_train, **share)
-    mf = features_for(mirrored(train), encoder, upto=n_train, **share) if a.mirror else None
-    vf = features_for(val, encoder, **share)
-    vocab = Vocab.build([c for i in tf.valid(n_train) for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
+    tuning = {}
+    if a.fine_tune_encoder:                                            # from images: no features to cache (finetune.py)
+        if a.fine_tune_encoder > len(encoder.backbone.blocks):
+            raise ValueError(f"--fine-tune-encoder {a.fine_tune_encoder}: {encoder.name} has {len(encoder.backbone.blocks)} blocks")
+        train_idx, val_idx = np.arange(n_train), np.arange(len(val))
+        tf_features, vf_features, mf_features = None, None, True if a.mirror else None
+        tuning = {"encoder": encoder, "images": train.images, "val_images": val.images}
+        say(f"fine-tuning the last {a.fine_tune_encoder} of {len(encoder.backbone.blocks)} blocks of {encoder.name} "
+            f"(lr {a.encoder_lr:g}), from the images")
+    else:
+        tf = features_for(train, encoder, upto=n_train, **share)
+        mf = features_for(mirrored(train), encoder, upto=n_train, **share) if a.mirror else None
+        vf = features_for(val, encoder, **share)
+        train_idx, val_idx, tf_features, vf_features = tf.valid(n_train), vf.valid(), tf.features, vf.features
+        mf_features = mf.features if mf is not None else None
+    vocab = Vocab.build([c for i in train_idx for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
                      patience=a.patience, max_len=a.max_len, sampling=a.sampling, alpha_c=a.alpha_c,
                      scst_epochs=a.scst_epochs, scst_lr=a.scst_lr, scst_meteor=a.scst_meteor, ema=a.ema, amp=a.amp,
-                     checkpoint_every=a.checkpoint_every)
+                     checkpoint_every=a.checkpoint_every, fine_tune_encoder=a.fine_tune_encoder, encoder_lr=a.encoder_lr)
     meta = {"dataset": a.dataset, "backbone": a.backbone, "grid": encoder.grid, "train_images": int(n_train), **options}
-    trainer = Trainer(dc, vocab, tf.features, train.captions, tf.valid(n_train), vf.features, val.captions,
-                      vf.valid(), tc, checkpoint, meta, mirror_features=mf.features if mf is not None else None, world=world)
+    trainer = Trainer(dc, vocab, tf_features, train.captions, train_idx, vf_features, val.captions, val_idx, tc, checkpoint,
+                      meta, mirror_features=mf_features, world=world, **tuning)
     if a.resume and checkpoint.exists():
         say(f"resuming from {checkpoint} (delete it to train from scratch)")
     where = f"device {trainer.device}" if world is None else \
@@ -442,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--no-attention", action="store_true", help="Show and Tell instead of Show-Attend-Tell")
             s.add_argument("--checkpoint-every", type=COUNT, default=0, metavar="STEPS",
                            help="also save every STEPS steps, so --resume after a kill loses at most that much (0: at the end of each epoch)")
+            s.add_argument("--fine-tune-encoder", type=COUNT, default=0, metavar="K",
+                           help="also train the CNN's last K blocks, from the images (slow on a CPU; 0: frozen, cached features)")
+            s.add_argument("--encoder-lr", type=RATE, default=1e-4, help="Adam's learning rate for those blocks (default 1e-4)")
             s.add_argument("--amp", action="store_true",
                            help="mixed precision on CUDA GPUs: bfloat16 where supported, else float16 with a grad scaler")
             s.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")

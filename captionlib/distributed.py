@@ -114,20 +114,23 @@ def all_sum(values: list[float], world: World, device: torch.device) -> list[flo
 
 class LossModule(nn.Module):
     """decoder.loss as a module's forward: DistributedDataParallel synchronises the gradients of what its
-    wrapped module's forward computes, and the loss is a method of the decoder, not its forward."""
+    wrapped module's forward computes, and the loss is a method of the decoder, not its forward. With an
+    encoder being fine-tuned (finetune.py), the forward runs it too, so its gradients are averaged as well."""
 
-    def __init__(self, decoder: nn.Module):
+    def __init__(self, decoder: nn.Module, encoder: nn.Module | None = None):
         super().__init__()
-        self.decoder = decoder
+        self.decoder, self.encoder = decoder, encoder
 
-    def forward(self, features, captions, alpha_c: float, pad_idx: int, sample_prob: float):
-        """features (b, P, E), captions (b, T) -> (mean over real tokens, the penalty's mean over captions)."""
-        return self.decoder.loss(features, captions, alpha_c, pad_idx, sample_prob=sample_prob, parts=True)
+    def forward(self, inputs, captions, penalty_weight, pad_idx: int, sample_prob: float):
+        """inputs: features (b, P, E), or images (b, 3, S, S) with an encoder; captions (b, T); penalty_weight(P):
+        λ for P regions. Returns (the mean over real tokens, the penalty's mean over captions)."""
+        feats = self.encoder(inputs)[0] if self.encoder is not None else inputs
+        return self.decoder.loss(feats, captions, penalty_weight(feats.shape[1]), pad_idx, sample_prob=sample_prob, parts=True)
 
 
-def wrap(decoder: nn.Module, world: World) -> nn.Module:
-    """The decoder's loss inside DistributedDataParallel (rank 0's weights are copied to every process)."""
+def wrap(decoder: nn.Module, world: World, encoder: nn.Module | None = None) -> nn.Module:
+    """The loss inside DistributedDataParallel (rank 0's weights are copied to every process)."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [world.device.index] if world.device.type == "cuda" else None
-    return DistributedDataParallel(LossModule(decoder), device_ids=ids)
+    return DistributedDataParallel(LossModule(decoder, encoder), device_ids=ids)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import math
 import sys
@@ -57,6 +58,8 @@ class TrainConfig:
     checkpoint_every: int = 0       # also save every this many steps (0: at the end of each epoch only)
     ema: float = 0.0                # validate and keep an exponential moving average of the weights, this decay per step (0: off)
     amp: bool = False               # mixed precision on CUDA: bfloat16 autocast where the GPU has it, else float16 + a grad scaler
+    fine_tune_encoder: int = 0      # train the CNN's last this many blocks too, from images (finetune.py; 0: cached features)
+    encoder_lr: float = 1e-4        # Adam's learning rate for those blocks (sgrvinod's tutorial: 1e-4 beside the decoder's 4e-4)
     # Self-critical training (scst.py), after the cross-entropy epochs, from their best weights:
     scst_epochs: int = 0            # epochs of it (0: none)
     scst_lr: float = 2e-5           # Adam, constant; much smaller than cross-entropy's (the gradient is noisy)
@@ -99,7 +102,9 @@ def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size
     out = []
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
-        feats = torch.from_numpy(np.asarray(features[idx], dtype=np.float32)).to(device)   # (b, P, E)
+        feats = features[idx]                                              # (b, P, E)
+        feats = feats.to(device, torch.float32) if torch.is_tensor(feats) else \
+            torch.from_numpy(np.asarray(feats, dtype=np.float32)).to(device)
         out += greedy(decoder, feats, max_len) if beam_size == 1 else beam_search(decoder, feats, beam_size, max_len, length_norm)
     return out
 
@@ -117,16 +122,19 @@ def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, devi
     return score_captions(generated, vocab, [captions[i] for i in indices])
 
 
+WEIGHTS = ("model", "best_model", "encoder_model", "best_encoder_model")   # the entries of a checkpoint that hold weights
+
+
 def weights_digest(s: dict) -> str:
-    """sha256 of the weights a checkpoint is used with ("model" and "best_model": names, dtypes, shapes, bytes);
+    """sha256 of the weights a checkpoint is used with (`WEIGHTS`: names, dtypes, shapes, bytes);
     stored at save time, so a flipped byte inside a tensor is refused at load time instead of used."""
     h = hashlib.sha256()
-    for key in ("model", "best_model"):
+    for key in WEIGHTS:
         for name, v in sorted((s.get(key) or {}).items()):
             if torch.is_tensor(v):
                 t = v.detach().cpu().contiguous()
                 h.update(f"{key}/{name}/{t.dtype}/{tuple(t.shape)};".encode())
-                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")   # 0-d too
     return h.hexdigest()
 
 
@@ -149,7 +157,7 @@ def _check_state(path, s) -> dict:
     if unknown:
         raise ValueError(f"{path} was written by a newer captionlib (decoder settings {', '.join(unknown)} are unknown "
                          "here): update captionlib (git pull, then make install)")
-    for key in ("model", "best_model"):
+    for key in WEIGHTS:
         bad = non_finite(s.get(key) or {})
         if bad:
             raise ValueError(f"{path}: the weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} in {key!r} hold "
@@ -170,9 +178,13 @@ class Trainer:
         train_idx, val_idx: image indices of the two splits (val may use another feature array:
             pass val_features/val_captions).
         mirror_features: (N, P, E) features of the training images flipped left to right (`data.mirrored`),
-            or None; with them each caption is trained on one of the two views, drawn per epoch.
+            or None; with them each caption is trained on one of the two views, drawn per epoch. When
+            fine-tuning, True: the images are flipped as they are read.
         checkpoint: where to save; None: keep everything in memory.
         meta: extra plain data stored in the checkpoint (e.g. which encoder made the features).
+        encoder, images, val_images: with config.fine_tune_encoder = K > 0, the Encoder whose last K blocks
+            train too, and the training and validation images (sequences of PIL images, as
+            CaptionSplit.images) it reads; `features` and `val_features` are then not used (pass None).
         world: this process's place in a torchrun run (`distributed.init()`), or None for one process.
             Each process then trains on every W-th caption of each batch (config.batch_size is the
             batch of all of them together), validation is decoded in W shares, and rank 0 saves.
@@ -181,7 +193,7 @@ class Trainer:
     def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
                  val_features, val_captions, val_idx, config: TrainConfig | None = None,
                  checkpoint: str | Path | None = None, meta: dict | None = None, mirror_features=None,
-                 world: distributed.World | None = None):
+                 world: distributed.World | None = None, encoder=None, images=None, val_images=None):
         if decoder_config.vocab_size != len(vocab):
             raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
         config = config if config is not None else TrainConfig()
@@ -192,7 +204,19 @@ class Trainer:
         self.device = world.device if world is not None else pick_device(config.device)
         torch.manual_seed(config.seed)
         self.decoder = build_decoder(decoder_config).to(self.device)
-        self.model = distributed.wrap(self.decoder, world) if world is not None else None   # DDP: gradients averaged
+        self.encoder, self.best_encoder = None, None                       # fine-tuning: the Encoder, its best trunk
+        if config.fine_tune_encoder:
+            if encoder is None or images is None or val_images is None:
+                raise ValueError("fine_tune_encoder needs the encoder= and the images= and val_images= it reads")
+            if config.scst_epochs:
+                raise ValueError("self-critical training reads cached features: run it without --fine-tune-encoder")
+            from .finetune import EncodedImages
+
+            self.encoder, self.train_images = encoder.to(self.device), images
+            self.encoder.fine_tune(config.fine_tune_encoder)
+            self.encoder.train()                                           # batch norms stay in eval (Encoder.train)
+            val_features = EncodedImages(self.encoder, val_images, self.device)
+        self.model = distributed.wrap(self.decoder, world, self.encoder) if world is not None else None   # DDP
         if world is not None and world.rank:
             torch.manual_seed(config.seed + 7_919 * world.rank)            # its own dropout masks and sampling coins
         self.decoder_config = decoder_config
@@ -200,7 +224,10 @@ class Trainer:
         self.mirror = mirror_features
         self.ema = None                                                    # {name: tensor} when config.ema > 0
         self.val = (val_features, val_captions, np.asarray(val_idx))
-        self.optimizer = torch.optim.Adam((p for p in self.decoder.parameters() if p.requires_grad), lr=config.lr)
+        groups = [{"params": [p for p in self.decoder.parameters() if p.requires_grad], "lr": config.lr}]
+        if self.encoder is not None:                                       # its own, smaller learning rate
+            groups.append({"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": config.encoder_lr})
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr)
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
         self.amp_dtype, self.scaler = self._mixed_precision()
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -237,7 +264,9 @@ class Trainer:
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                 "history": self.history, "best_bleu": self.best_bleu, "best_model": self.best_state,
                 "bad_epochs": self.bad_epochs, "rng": torch.get_rng_state(), "phase": self.phase, "ema": self.ema,
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                **({"encoder_model": self.encoder.trunk.state_dict(), "best_encoder_model": self.best_encoder}
+                   if self.encoder is not None else {})}
 
     def save(self) -> None:
         if self.checkpoint is None:
@@ -261,6 +290,13 @@ class Trainer:
                              "use the same settings to resume, or start a new checkpoint")
         if s["vocab"]["idx_to_word"] != self.vocab.idx_to_word:
             raise ValueError(f"{path} has a different vocabulary; resume with the vocabulary it was trained with")
+        tuned = s.get("train_config", {}).get("fine_tune_encoder", 0)
+        if tuned != self.config.fine_tune_encoder:
+            raise ValueError(f"{path} was trained with --fine-tune-encoder {tuned}, not {self.config.fine_tune_encoder}; "
+                             "resume with the same value, or start a new checkpoint")
+        if self.encoder is not None:
+            self.encoder.trunk.load_state_dict(s["encoder_model"])
+            self.best_encoder = s.get("best_encoder_model")
         if s.get("phase", "xe") == "scst":
             self._enter_scst(from_best=False)
         self.decoder.load_state_dict(s["model"])
@@ -298,6 +334,15 @@ class Trainer:
         return torch.rand(len(self.pairs), generator=g) < 0.5
 
     def _xe_batch(self, batch: list, flips: torch.Tensor | None) -> tuple:
+        """(features (b, P, E), or the images (b, 3, S, S) when fine-tuning; captions (b, T); lengths; rows)."""
+        if self.encoder is not None:
+            from .finetune import pixels
+            from .vocab import pad_captions
+
+            rows = [self.pairs.pairs[k][0] for k in batch]
+            flip = [bool(flips[k]) for k in batch] if flips is not None else None
+            captions, lengths = pad_captions([self.pairs.pairs[k][1] for k in batch])
+            return pixels(self.encoder, self.train_images, rows, self.device, flip), captions, lengths, torch.tensor(rows)
         items = [self.pairs[k] for k in batch]
         if flips is not None:
             items = [(torch.from_numpy(np.asarray(self.mirror[i], dtype=np.float32)) if flips[k] else f, c, i)
@@ -331,24 +376,30 @@ class Trainer:
                            f"{self.epoch + 1}, step {self.step_in_epoch + 1}); the feature cache is damaged: delete "
                            "data/cache/features and run again to extract them anew")
 
+    def _trainable(self) -> list:
+        modules = [self.decoder] + ([self.encoder] if self.encoder is not None else [])
+        return [p for m in modules for p in m.parameters() if p.requires_grad]
+
     def train_step(self, features, captions, sample_prob: float, share: tuple[float, float] = (1.0, 1.0)) -> float:
-        """One step on features (b, P, E) and captions (b, T); returns the batch's loss.
+        """One step on features (b, P, E) (fine-tuning: images (b, 3, S, S)) and captions (b, T); returns the
+        batch's loss.
 
         share: in a distributed run, W x this process's fraction of the batch's real tokens and of its captions
         (`_share`); the weighted loss makes DDP's average of the gradients the whole batch's gradient."""
         self.decoder.train()
         bad = (~torch.isfinite(features)).flatten(1).any(1)                # (b,) rows holding NaN or inf
-        alpha_c = penalty_weight(self.config, features.shape[1])
+        weight = functools.partial(penalty_weight, self.config)             # λ for the P regions the encoder gives
         if self.world is None:
             if bad.any():
                 self._bad_features(bad.nonzero().flatten().tolist())
             with self._autocast():
-                loss = self.decoder.loss(features, captions, alpha_c, self.vocab.pad_idx, sample_prob=sample_prob)
+                feats = self.encoder(features)[0] if self.encoder is not None else features   # (b, P, E)
+                loss = self.decoder.loss(feats, captions, weight(feats.shape[1]), self.vocab.pad_idx, sample_prob=sample_prob)
             self._stop_if_non_finite(loss, "loss")
             reported = float(loss.detach())
         else:
             with self._autocast():
-                ce, penalty = self.model(features, captions, alpha_c, self.vocab.pad_idx, sample_prob)
+                ce, penalty = self.model(features, captions, weight, self.vocab.pad_idx, sample_prob)
             loss = share[0] * ce.float() + share[1] * penalty.float()
             total, n_bad = distributed.all_sum([float(loss.detach()), float(bad.sum())], self.world, self.device)
             if n_bad:                                                      # every process stops, not just one
@@ -362,7 +413,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)           # clip the true gradients
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_value_(self.decoder.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_value_(self._trainable(), self.config.grad_clip)
         if self.scaler is None:
             self.optimizer.step()
         else:
@@ -453,6 +504,8 @@ class Trainer:
             self._end_epoch(p, len(batches), progress)
         if self.best_state is not None:
             self.decoder.load_state_dict(self.best_state)
+        if self.best_encoder is not None:
+            self.encoder.trunk.load_state_dict(self.best_encoder)
         return self.history
 
     # ------------------------------------------------------------ self-critical training (scst.py)
@@ -527,6 +580,8 @@ class Trainer:
         if scores["BLEU-4"] > self.best_bleu:
             self.best_bleu, self.bad_epochs = scores["BLEU-4"], 0
             self.best_state = copy.deepcopy(self.decoder.state_dict())
+            if self.encoder is not None:
+                self.best_encoder = copy.deepcopy(self.encoder.trunk.state_dict())
         else:
             self.bad_epochs += 1
         if trained is not None:
@@ -549,7 +604,9 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
     s = _check_state(checkpoint, load_checkpoint(checkpoint))
     weights = s.get("best_model") or s["model"]
     history = {k: v for k, v in s.get("history", {}).items() if k != "step_loss"}   # per-epoch curves only
-    release = {"model": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
+    half = lambda w: {k: v.half() if v.is_floating_point() else v for k, v in w.items()}
+    encoder = s.get("best_encoder_model") or s.get("encoder_model")              # a fine-tuned trunk (finetune.py)
+    release = {"model": half(weights), **({"encoder_model": half(encoder)} if encoder else {}),
                "decoder_config": s["decoder_config"], "vocab": s["vocab"], "train_config": s.get("train_config", {}),
                "meta": {**s.get("meta", {}), **(meta or {})}, "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
                "format": "captionlib-release"}

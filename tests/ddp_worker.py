@@ -86,8 +86,18 @@ def main() -> int:
     p.add_argument("--die-at", type=int, default=0)
     p.add_argument("--extract", action="store_true", help="extract Pictures into the folder CHECKPOINT instead")
     p.add_argument("--device", default="cpu", help="cuda: NCCL, one GPU per process")
+    p.add_argument("--fine-tune", action="store_true", help="test_finetune's run: the tiny CNN's last block trains too")
     a = p.parse_args()
     world = distributed.init(a.device)
+    if a.fine_tune:
+        from pathlib import Path
+
+        import test_finetune
+
+        path = Path(a.checkpoint)
+        test_finetune.trainer(path.parent, path.name, world=world).fit(progress=False)
+        distributed.close()
+        return 0
     if a.extract:
         store = extract(a.checkpoint, world)
         print(f"rank {world.rank}: {len(store.valid())} valid", flush=True)
