@@ -8,6 +8,8 @@ by length.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..checks import Mistake, checked
@@ -69,11 +71,67 @@ def _not_accumulated(scores, logp, k):
 def _beam_cases():
     g = torch.Generator().manual_seed(6)
     cases = []
-    for K, V, k in [(3, 7, 3), (4, 9, 4), (2, 6, 2), (5, 11, 3)]:
+    for K, V, k in [(3, 7, 3), (4, 9, 4), (2, 6, 2), (5, 11, 3), (1, 6, 3)]:
         logp = torch.log_softmax(2 * torch.randn(K, V, generator=g), dim=1)
         scores = -3 * torch.rand(K, generator=g) - 1.0                 # earlier words' summed log-probs
         cases.append((scores, logp, k))
     return cases
+
+
+# What each case of _beam_cases probes, said when only it fails.
+_BEAM_NOTES = [None, None, None, "when k < K (only 3 of 5 beams go on)",
+               "with one live hypothesis and k = 3 (the first step: the k beams are all children of the <start> "
+               "hypothesis, so they must come from the K*V = 6 continuations of that one beam)"]
+
+
+def _beam_parts(fn) -> str | None:
+    """Inputs where one part of the step alone decides the answer; names every part that is wrong. The scores are
+    judged by their values first, so that wrong back-pointers are only named when the ranking itself is right."""
+    said = []
+    first = lambda x: float(torch.as_tensor(x).reshape(-1)[0])           # noqa: E731
+    # A good history with a likely word beats a bad history with a very likely one: the scores must be added.
+    scores, logp = torch.tensor([-10.0, -1.0]), torch.log_softmax(torch.tensor([[8.0, 0, 0, 0], [1.0, 0, 0, 0]]), dim=1)
+    top = first(fn(scores, logp, 1)[0])
+    want = float(scores[1] + logp[1, 0])
+    ranked_right = abs(top - want) < 1e-4
+    # The mirror image: beam 0 has the good history, beam 1 the very likely word.
+    flipped = first(fn(scores.flip(0), logp.flip(0), 1)[0])
+    if not ranked_right and abs(flipped - want) < 1e-4:
+        said.append("only the first beam's continuations are ranked: all K*V continuations compete in one top-k "
+                    "over the flattened (K*V) scores")
+    elif not ranked_right:
+        if abs(top - float(scores[0] + logp[0, 0])) < 1e-4 or abs(top - float(logp[0, 0])) < 1e-4:
+            said.append("the hypothesis's own score is not added: beam 1 (score -1) with a likely word must beat beam 0 "
+                        "(score -10) with a very likely one; rank by scores[:, None] + logp")
+        elif abs(top - math.exp(want)) < 1e-4:
+            said.append("the scores are probabilities: keep summed log-probabilities, scores[:, None] + logp")
+        else:
+            said.append(f"the best score is {top:.4g}, expected {want:.4g} = scores[1] + logp[1, 0]: a hypothesis's "
+                        "score is the sum of its words' log-probabilities, scores[:, None] + logp")
+    # One beam far ahead: its 3 best continuations beat every other beam's.
+    logp = torch.log_softmax(torch.tensor([[3.0, 2, 1, 0], [0, 1, 2, 3], [1, 1, 1, 1]]), dim=1)
+    top = torch.as_tensor(fn(torch.tensor([0.0, -50.0, -50.0]), logp, 3)[0]).reshape(-1)
+    if ranked_right and top.numel() == 3 and bool((top < -40).any()):
+        said.append("all K*V continuations must compete in one top-k over the flattened scores: here beam 0 is far "
+                    "ahead, so all 3 kept hypotheses are its children, but yours keep children of other beams")
+    # The best continuation is word 3 of beam 2, with V = 5 and K = 3 (so i // V, i // K and i % K all differ).
+    if ranked_right:
+        logp = torch.full((3, 5), -10.0)
+        logp[2, 3] = -0.1
+        _, parent, word = fn(torch.full((3,), -1.0), logp, 1)
+        parent, word = torch.as_tensor(parent), torch.as_tensor(word)
+        if parent.is_floating_point() or word.is_floating_point():
+            return "the parent beams and words must be integer indices: use floor division idx // V, not idx / V"
+        parent, word = int(first(parent)), int(first(word))
+        if (parent, word) == (3, 2):
+            said.append("the back-pointers are swapped: for flattened index i over K*V, the parent is i // V, the word i % V")
+        else:
+            if parent != 2:
+                said.append(f"the parent beam is {parent} where the best continuation is word 3 of beam 2: for "
+                            "flattened index i over K*V, the parent is i // V")
+            if word != 3:
+                said.append(f"the word is {word}, expected 3: for flattened index i, the word is i % V")
+    return "; ".join(said) or None
 
 
 def check_beam_step(fn):
@@ -93,7 +151,7 @@ def check_beam_step(fn):
         Mistake("the scores are not accumulated: continuations are ranked by the new word's log-prob alone; "
                 "rank by the whole hypothesis, scores[:, None] + logp", _not_accumulated),
     ]
-    return checked("beam_step", fn, beam_step, _beam_cases(), mistakes=mistakes)
+    return checked("beam_step", fn, beam_step, _beam_cases(), mistakes=mistakes, notes=_BEAM_NOTES, probes=[_beam_parts])
 
 
 def collect_finished(seqs: list, scores: list, finished: list, length_norm: float = 0.0):
@@ -137,6 +195,32 @@ def _finished_cases():
             ([C, B_, [9, END]], [-3.0, -3.1, -1.2], [(-0.5, [END])], 0.5)]
 
 
+def _finished_parts(fn) -> str | None:
+    """One hypothesis of each kind at a time: how a finished one is scored and stored, whether the earlier finished
+    ones are kept, and whether a finished one leaves the beam. Names every part that is wrong."""
+    said = []
+    live, _, done = fn([[4, 4, 4, END]], [-6.0], [], 1.0)             # 4 tokens, <end> included: -6 / 4 = -1.5
+    entry = done[-1] if done else None
+    if entry is not None and isinstance(entry, (tuple, list)) and len(entry) == 2:
+        score, tokens = entry
+        if isinstance(score, list) and not isinstance(tokens, list):
+            said.append("each finished entry is (score, tokens), in that order (the score first, so they sort by it)")
+        elif isinstance(score, (int, float)):
+            for value, why in ((-6.0, "it is not normalised: divide the score by len(tokens) ** length_norm"),
+                               (-2.0, "len(tokens) counts <end>: divide by len(s) ** length_norm, with <end> in s"),
+                               (-24.0, "the score is multiplied by the length: divide by len(tokens) ** length_norm")):
+                if abs(score - value) < 1e-9:
+                    said.append(f"a finished hypothesis of 4 tokens (<end> included) with score -6 and length_norm 1 "
+                                f"must get -1.5, yours gets {value:g}: {why}")
+    if live:
+        said.append("a hypothesis that produced <end> must leave the beam (return it in finished, not in the live seqs)")
+    _, _, done = fn([[5, 6]], [-1.0], [(-0.5, [END])], 0.0)
+    if not any(isinstance(d, (tuple, list)) and list(d[1:2]) == [[END]] for d in done):
+        said.append("the hypotheses finished at earlier steps are lost: start from the finished list you are given "
+                    "(e.g. done = list(finished)) and append to it")
+    return "; ".join(said) or None
+
+
 def check_collect_finished(fn):
     mistakes = [
         Mistake("finished hypotheses keep expanding: one that produced <end> must leave the beam (it is complete), "
@@ -146,4 +230,5 @@ def check_collect_finished(fn):
         Mistake("finished hypotheses are dropped: append each (score, tokens) that ended with <end> to finished, "
                 "and return the new list", _dropped),
     ]
-    return checked("collect_finished", fn, collect_finished, _finished_cases(), mistakes=mistakes, atol=1e-9)
+    return checked("collect_finished", fn, collect_finished, _finished_cases(), mistakes=mistakes, atol=1e-9,
+                   probes=[_finished_parts])
