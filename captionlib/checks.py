@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Mistake", "Result", "describe_difference", "check", "checked", "is_reference"]
+__all__ = ["Mistake", "Result", "describe_difference", "tiny_example", "check", "checked", "is_reference"]
 
 DONE, NOT_DONE, WRONG = "done", "not done", "wrong"
 MARK = {DONE: "✅", NOT_DONE: "⏳", WRONG: "❌"}
@@ -115,6 +115,41 @@ def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, w
     return None if expected == got else f"{where} is {got!r:.120}, expected {expected!r:.120}"
 
 
+def _pairs(expected, got, where: str = "output"):
+    """(where, expected array, got array) for every tensor/array inside matching containers, in order."""
+    ea, ga = _as_array(expected), _as_array(got)
+    if ea is not None and ga is not None:
+        yield where, ea, ga
+    elif isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        for k, (e, g) in enumerate(zip(expected, got)):
+            yield from _pairs(e, g, f"{where}[{k}]")
+    elif isinstance(expected, dict) and isinstance(got, dict):
+        for k in expected:
+            if k in got:
+                yield from _pairs(expected[k], got[k], f"{where}[{k!r}]")
+
+
+def tiny_example(expected, got, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
+    """The at most 2 x 3 block of the first tensor that differs, around its first differing value, expected
+    next to got: a picture of the mistake (a transposed block, a shifted row, a constant factor) in six numbers."""
+    for where, ea, ga in _pairs(expected, got):
+        if ea.shape != ga.shape or ea.size < 2 or ea.dtype.kind not in "fciub":      # a scalar says it all already
+            continue
+        bad = ~np.isclose(ga.astype(float), ea.astype(float), atol=atol, rtol=rtol, equal_nan=True)
+        if not bad.any():
+            continue
+        first = np.argwhere(bad)[0]
+        e2, g2 = ea.reshape(1, -1) if ea.ndim < 2 else ea, ga.reshape(1, -1) if ga.ndim < 2 else ga
+        lead = tuple(first[:-2]) if ea.ndim > 2 else ()
+        i, j = (0, int(first[0])) if ea.ndim < 2 else (int(first[-2]), int(first[-1]))
+        r0, c0 = max(0, min(i, e2.shape[-2] - 2)), max(0, min(j - 1, e2.shape[-1] - 3))
+        block = (*lead, slice(r0, r0 + 2), slice(c0, c0 + 3))
+        show = lambda a: "[" + " | ".join(" ".join(f"{v:.3g}" for v in row) for row in a[block]) + "]"   # noqa: E731
+        at = ", ".join(map(str, (*lead, r0, c0))) if ea.ndim >= 2 else str(c0)
+        return f"{where} from index ({at}): expected {show(e2)}, got {show(g2)}"
+    return None
+
+
 def _call(fn: Callable, args: tuple) -> Any:
     return fn(*copy.deepcopy(args))  # fresh inputs, so an in-place edit cannot leak between calls
 
@@ -142,7 +177,7 @@ def _arg_names(fn: Callable, n: int) -> list[str]:
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
           properties: Sequence[Callable] = (), errors: dict | None = None, notes: Sequence[str | None] = (),
-          probes: Sequence[Callable] = ()) -> Result:
+          probes: Sequence[Callable] = (), recipe: dict | None = None) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
@@ -155,6 +190,8 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         probes: functions (fn) -> a diagnosis or None, tried when no Mistake matches: each calls fn on an
             input built so that one part of the computation alone decides the answer, and names that part.
         notes: what each case probes, in the learner's terms (e.g. "pad_idx=3, not 0"), said when it fails.
+        recipe: the step of the exercise to re-read when nothing more precise is known, by the output that
+            differs: {0: "step 1, ...", 1: "step 3, ..."} for a tuple's items, {None: "..."} for all.
     """
     outputs, mutated = [], []
     for k, args in enumerate(cases):
@@ -210,7 +247,21 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         h = hint(copy.deepcopy(cases[k]), outputs[k])
         if h:
             return Result(name, WRONG, f"{h} ({generic})", diagnosis=h)
-    return Result(name, WRONG, f"on test input {k + 1} of {len(cases)}, {generic}")
+    said = f"on test input {k + 1} of {len(cases)}, {generic}"
+    example = tiny_example(expected[k], outputs[k], atol, rtol)
+    if example and len(said) + len(example) < 400:
+        said += f"; {example}"
+    step = _recipe_step(recipe or {}, generic)
+    return Result(name, WRONG, said + (f"\n   Re-read {step}" if step else ""))
+
+
+def _recipe_step(recipe: dict, generic: str) -> str | None:
+    """The recipe step for the output named first in `generic` ("output[1] ..." -> recipe[1]), else recipe[None]."""
+    import re
+
+    m = re.search(r"output\[(\d+)\]", generic)
+    key = int(m.group(1)) if m else None
+    return recipe.get(key, recipe.get(None))
 
 
 LEARNER = "_captionlib_learner"   # on a stand-in: the learner's function it stands in for

@@ -1,9 +1,8 @@
 """Wrong solutions as learners write them (not as the checks' `Mistake`s are written), each fed to its
 exercise's check: the verdict must be wrong and the message must name the part that is wrong.
 
-Issue 19's catalogue: lesson 03's shift_captions and masked_loss, lesson 04's attend, lesson 06's beam_step and
-collect_finished, lesson 07's clipped_matches, brevity_penalty and corpus_bleu (wrong_solutions.py holds those of
-06 and 07). Lessons 00, 01, 02 and 05 and the other exercises of 03 and 04: not yet.
+Issue 19's catalogue: every exercise of lessons 00-07, at least 5 wrong solutions each (those of lesson 03's
+shift_captions and masked_loss and lesson 04's attend are here, the rest in wrong_solutions.py).
 `test_catalogue_counts` prints caught / named / total.
 """
 import contextlib
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 
 from captionlib.checks import is_reference
 import wrong_solutions as w
-from captionlib.exercises import l03, l04, l06, l07
+from captionlib.exercises import l00, l01, l02, l03, l04, l05, l06, l07
 
 
 def _ce(logits, targets, **kw):
@@ -119,12 +118,103 @@ CATALOGUE += [
     ("corpus_bleu", "no brevity penalty", w.c_no_bp, "there is no brevity penalty"),
     ("corpus_bleu", "always BLEU-4", w.c_always4, "max_n is not used"),
 ]
+CATALOGUE += [
+    ("build_vocab", "no special tokens", w.v_no_specials, "special tokens are missing"),
+    ("build_vocab", "special tokens at the end", w.v_specials_last, "special tokens are at the end"),
+    ("build_vocab", "count > min_freq", w.v_strict, "not > min_freq"),
+    ("build_vocab", "sorted by count only", w.v_reverse_sort, "break ties alphabetically"),
+    ("build_vocab", "lower().split()", w.v_lower_split, "split with tokenize(caption)"),
+    ("build_vocab", "a word counted once per caption", w.v_once_per_caption, "count every occurrence"),
+    ("build_vocab", "rarest first", w.v_rare_first, "most frequent first"),
+    ("encode", "no <start>/<end>", w.e_no_specials, "<start> and <end> are missing"),
+    ("encode", "<start> only", w.e_only_start, "start with <start> and end with <end>"),
+    ("encode", "unknown words skipped", w.e_skip_unknown, "unknown words are dropped"),
+    ("encode", "lower().split()", w.e_lower_split, "split with tokenize(caption)"),
+    ("encode", "word_to_idx[w] for every word", w.e_keyerror, "map them to <unk>"),
+    ("encode", "words, not indices", w.e_words, "not the words"),
+    ("encode", "unknown words as 0", w.e_unk_as_pad, "must become <unk>"),
+    ("decode", "does not stop at <end>", w.d_no_stop, "does not stop at the first <end>"),
+    ("decode", "<start> kept", w.d_keep_start, "<start> or <pad> appear"),
+    ("decode", "a list of words", w.d_list, "return one string"),
+    ("decode", "<end> kept in the text", w.d_include_end, "<end> itself is not part of the text"),
+    ("decode", "stops at the last <end>", w.d_last_end, "does not stop at the first <end>"),
+    ("decode", "joined without spaces", w.d_no_space, "join the words with a space"),
+    ("to_regions", "reshape straight", w.r_reshape, "regions are scrambled"),
+    ("to_regions", "view straight", w.r_view, "regions are scrambled"),
+    ("to_regions", "transpose(1, 3)", w.r_col_major, "column-major"),
+    ("to_regions", "flatten(2) alone", w.r_no_transpose, "you returned (B, E, P)"),
+    ("to_regions", "flatten(1)", w.r_flatten_all, "keep three axes"),
+    ("to_regions", "permute(0, 3, 2, 1)", w.r_permute_wrong, "column-major"),
+    ("pool", "over dim 2", w.p_dim2, "feature dimension"),
+    ("pool", "over the batch", w.p_batch, "over the batch"),
+    ("pool", "max without .values", w.p_tuple, "take .values"),
+    ("pool", "branches swapped", w.p_swapped, "check which branch"),
+    ("pool", "sum for avg", w.p_sum, "'avg' is the sum"),
+    ("pool", "indices for max", w.p_indices, "integer indices"),
+    ("pool", "how == 'average'", w.p_wrong_name, "branch is never taken"),
+    ("preprocess", "no normalisation", w.q_no_norm, "normalisation is missing"),
+    ("preprocess", "no / 255", w.q_no_scale, "divide by 255"),
+    ("preprocess", "channels last", w.q_channels_last, "channels are last"),
+    ("preprocess", "mean and std swapped", w.q_swapped_mean_std, "mean and std are swapped"),
+    ("preprocess", "0.5 normalisation", w.q_half, "normalised with 0.5"),
+    ("preprocess", "no convert('RGB')", w.q_no_rgb, "img.convert('RGB')"),
+    ("preprocess", "permute(2, 1, 0)", w.q_transposed, "height and width are swapped"),
+    ("preprocess", "float64", w.q_float64, "dtype torch.float64"),
+    ("lstm_step", "gates as (i, f, o, g)", w.s_ifog, "wrong order"),
+    ("lstm_step", "h = o * c", w.s_no_tanh_h, "h has no tanh"),
+    ("lstm_step", "sigmoid candidate and h from c_prev (both named)", w.s_two_slips,
+     "uses sigmoid: it must be tanh (a new value in [-1, 1], not a gate); h is computed from c_prev"),
+    ("lstm_step", "tanh output gate", w.s_tanh_o, "output gate o uses tanh"),
+    ("lstm_step", "b_hh left out", w.s_no_b_hh, "a bias is missing"),
+    ("lstm_step", "weights not transposed", w.s_no_transpose, "transpose the weights"),
+    ("lstm_step", "forget gate on the candidate", w.s_forget_on_candidate, "the gates scale the wrong terms"),
+    ("lstm_step", "returns (c, h)", w.s_returns_c_h, "you returned (c, h)"),
+    ("lstm_unroll", "state not carried", w.u_no_carry, "not carried across steps"),
+    ("lstm_unroll", "stacked along dim 0", w.u_time_major, "time-major"),
+    ("lstm_unroll", "collects c", w.u_collects_c, "collects the cell states c"),
+    ("lstm_unroll", "a list", w.u_list, "torch.stack(hs, dim=1)"),
+    ("lstm_unroll", "state before each step", w.u_shifted, "shifted by one"),
+    ("lstm_unroll", "initial state returned", w.u_initial_state_returned, "final state returned is the initial one"),
+    ("lstm_unroll", "h[:] = ...", w.u_in_place, "in place"),
+    ("lstm_unroll", "one step short", w.u_batch_loop, "call the cell once per step"),
+    ("teacher_forced_logits", "own words fed back", w.t_own_words, "fed its own predictions"),
+    ("teacher_forced_logits", "T steps", w.t_all_steps, "run T-1 steps"),
+    ("teacher_forced_logits", "stacked along dim 0", w.t_time_major, "time-major"),
+    ("teacher_forced_logits", "a new state every step", w.t_fresh_state, "state is not carried"),
+    ("teacher_forced_logits", "reads the next word", w.t_next_word, "shifted the wrong way"),
+    ("teacher_forced_logits", "the new state thrown away", w.t_state_not_kept, "state is not carried"),
+    ("teacher_forced_logits", "softmax of the logits", w.t_softmax, "these are probabilities"),
+    ("attention_step", "β on h", w.a_gate_on_h, "applied to h instead of to the context"),
+    ("attention_step", "no β", w.a_no_gate, "the gate β is missing"),
+    ("attention_step", "β without sigmoid", w.a_beta_no_sigmoid, "β = σ(f_β(h))"),
+    ("attention_step", "[context, embedding]", w.a_cat_order, "concatenated the other way round"),
+    ("attention_step", "logits from the old h", w.a_old_h_logits, "logits come from the previous h"),
+    ("attention_step", "no dropout", w.a_no_dropout, "dropout is not applied"),
+    ("attention_step", "no state into the cell", w.a_zero_state, "gets no state"),
+    ("attention_step", "mean of the regions as context", w.a_mean_context, "mean of the regions"),
+    ("scheduled_input", "argmax", w.n_argmax, "not the argmax"),
+    ("scheduled_input", "multinomial on raw logits", w.n_raw_logits, "needs probabilities"),
+    ("scheduled_input", "one coin for the batch", w.n_one_coin, "one coin decides for the whole batch"),
+    ("scheduled_input", "logits[:, t]", w.n_step_t, "logits[:, t - 1]"),
+    ("scheduled_input", "no generator", w.n_no_generator, "pass generator="),
+    ("scheduled_input", "coin > p", w.n_inverted, "probability is inverted"),
+    ("scheduled_input", "captions[:, t + 1]", w.n_next_true, "wrong time step"),
+    ("scheduled_input", "expected embedding", w.n_soft, "expected embedding"),
+    ("scheduled_input", "indices, not embeddings", w.n_words_not_embedded, "return the embedded inputs"),
+]
 CHECKS = {"shift_captions": (l03.check_shift_captions, l03.shift_captions),
           "masked_loss": (l03.check_masked_loss, l03.masked_loss), "attend": (l04.check_attend, l04.attend),
           "beam_step": (l06.check_beam_step, l06.beam_step), "collect_finished": (l06.check_collect_finished, l06.collect_finished),
           "clipped_matches": (l07.check_clipped_matches, l07.clipped_matches),
           "brevity_penalty": (l07.check_brevity_penalty, l07.brevity_penalty),
-          "corpus_bleu": (l07.check_corpus_bleu, l07.corpus_bleu)}
+          "corpus_bleu": (l07.check_corpus_bleu, l07.corpus_bleu),
+          "build_vocab": (l00.check_build_vocab, l00.build_vocab), "encode": (l00.check_encode, l00.encode),
+          "decode": (l00.check_decode, l00.decode), "to_regions": (l01.check_to_regions, l01.to_regions),
+          "pool": (l01.check_pool, l01.pool), "preprocess": (l01.check_preprocess, l01.preprocess),
+          "lstm_step": (l02.check_lstm_step, l02.lstm_step), "lstm_unroll": (l02.check_lstm_unroll, l02.lstm_unroll),
+          "teacher_forced_logits": (l03.check_teacher_forced_logits, l03.teacher_forced_logits),
+          "attention_step": (l04.check_attention_step, l04.attention_step),
+          "scheduled_input": (l05.check_scheduled_input, l05.scheduled_input)}
 
 
 def _verdict(exercise, fn):
@@ -132,7 +222,8 @@ def _verdict(exercise, fn):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         used = check(fn)
-    return is_reference(used, reference), out.getvalue().splitlines()[0]
+    said = [line for line in out.getvalue().splitlines() if "The notebook continues" not in line]
+    return is_reference(used, reference), "\n".join(said)                  # the verdict, and a recipe step if any
 
 
 @pytest.mark.parametrize("exercise, did, fn, names", CATALOGUE, ids=[f"{e}: {d}" for e, d, _, _ in CATALOGUE])
@@ -150,3 +241,12 @@ def test_catalogue_counts(capsys):
             print(f"\n{exercise}: caught {sum(r[1] for r in mine)} / named {sum(r[1] and r[3] in r[2] for r in mine)} "
                   f"/ total {len(mine)}")
     assert all(len([r for r in rows if r[0] == e]) >= 5 for e in CHECKS)
+
+
+def test_the_generic_fallback_shows_a_tiny_example_and_the_recipe_step():
+    """A slip no probe knows (here the regions read from the wrong corner) still gets the 2 x 3 block around the
+    first wrong value, expected next to got, and the step of the recipe to re-read."""
+    caught, said = _verdict("to_regions", lambda f: f.flatten(2).transpose(1, 2).flip(1))
+    assert caught and said.startswith("❌ to_regions: on test input 1 of 2")
+    assert "from index (0, 0, 0): expected [" in said and "], got [" in said
+    assert said.splitlines()[1].strip().startswith("Re-read the recipe: flatten h and w")

@@ -1,4 +1,4 @@
-"""Wrong solutions of lessons 06 and 07 as learners write them, for tests/test_catalogue.py (not a test file).
+"""Wrong solutions as learners write them, for tests/test_catalogue.py (not a test file).
 
 Written from what the exercise asks, not from the checks' `Mistake`s: several compute the same wrong thing in
 another way, and some make a slip no `Mistake` lists, which only a probe can name.
@@ -6,9 +6,12 @@ another way, and some make a slip no `Mistake` lists, which only a probe can nam
 import math
 from collections import Counter
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from captionlib.bleu import corpus_bleu, ngrams, sentence_bleu
+from captionlib.vocab import tokenize
 
 END = 2
 
@@ -211,3 +214,520 @@ def k_ref_total(h, refs, n):
     for r in refs: most |= ngrams(r, n)
     return sum((g & most).values()), sum(most.values())
 
+
+
+# ---------------------------------------------------------------- lessons 00 and 01
+SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def v_no_specials(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def v_specials_last(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w)) + SPECIALS
+
+
+def v_strict(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return SPECIALS + sorted((w for w in counts if counts[w] > min_freq), key=lambda w: (-counts[w], w))
+
+
+def v_reverse_sort(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return SPECIALS + [w for w in sorted(counts, key=counts.get, reverse=True) if counts[w] >= min_freq]
+
+
+def v_lower_split(captions, min_freq):
+    counts = Counter(w for c in captions for w in c.lower().split())
+    return SPECIALS + sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def v_once_per_caption(captions, min_freq):
+    counts = Counter(w for c in captions for w in set(tokenize(c)))
+    return SPECIALS + sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def v_rare_first(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return SPECIALS + sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (counts[w], w))
+
+
+def e_no_specials(caption, word_to_idx):
+    return [word_to_idx.get(w, word_to_idx["<unk>"]) for w in tokenize(caption)]
+
+
+def e_only_start(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx.get(w, word_to_idx["<unk>"]) for w in tokenize(caption)]
+
+
+def e_skip_unknown(caption, word_to_idx):
+    ids = [word_to_idx[w] for w in tokenize(caption) if w in word_to_idx]
+    return [word_to_idx["<start>"]] + ids + [word_to_idx["<end>"]]
+
+
+def e_lower_split(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx.get(w, word_to_idx["<unk>"]) for w in caption.lower().split()] + [word_to_idx["<end>"]]
+
+
+def e_keyerror(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx[w] for w in tokenize(caption)] + [word_to_idx["<end>"]]
+
+
+def e_words(caption, word_to_idx):
+    return ["<start>"] + [w if w in word_to_idx else "<unk>" for w in tokenize(caption)] + ["<end>"]
+
+
+def e_unk_as_pad(caption, word_to_idx):
+    return [word_to_idx["<start>"]] + [word_to_idx.get(w, 0) for w in tokenize(caption)] + [word_to_idx["<end>"]]
+
+
+def d_no_stop(ids, idx_to_word):
+    return " ".join(idx_to_word[i] for i in ids if idx_to_word[i] not in ("<start>", "<end>", "<pad>"))
+
+
+def d_keep_start(ids, idx_to_word):
+    out = []
+    for i in ids:
+        if idx_to_word[i] == "<end>":
+            break
+        if idx_to_word[i] != "<pad>":
+            out.append(idx_to_word[i])
+    return " ".join(out)
+
+
+def d_list(ids, idx_to_word):
+    out = []
+    for i in ids:
+        w = idx_to_word[i]
+        if w == "<end>":
+            break
+        if w not in ("<start>", "<pad>"):
+            out.append(w)
+    return out
+
+
+def d_include_end(ids, idx_to_word):
+    out = []
+    for i in ids:
+        w = idx_to_word[i]
+        if w not in ("<start>", "<pad>"):
+            out.append(w)
+        if w == "<end>":
+            break
+    return " ".join(out)
+
+
+def d_last_end(ids, idx_to_word):
+    words = [idx_to_word[i] for i in ids]
+    if "<end>" in words:
+        words = words[: len(words) - 1 - words[::-1].index("<end>")]
+    return " ".join(w for w in words if w not in ("<start>", "<pad>", "<end>"))
+
+
+def d_no_space(ids, idx_to_word):
+    out = []
+    for i in ids:
+        w = idx_to_word[i]
+        if w == "<end>":
+            break
+        if w not in ("<start>", "<pad>"):
+            out.append(w)
+    return "".join(out)
+
+
+def r_reshape(f):
+    B, E, h, w = f.shape
+    return f.reshape(B, h * w, E)
+
+
+def r_view(f):
+    return f.view(f.shape[0], -1, f.shape[1])
+
+
+def r_col_major(f):
+    return f.transpose(1, 3).reshape(f.shape[0], -1, f.shape[1])
+
+
+def r_no_transpose(f):
+    return f.flatten(2)
+
+
+def r_flatten_all(f):
+    return f.flatten(1)
+
+
+def r_permute_wrong(f):
+    return f.permute(0, 3, 2, 1).flatten(1, 2)
+
+
+def p_dim2(f, how):
+    return f.mean(2) if how == "avg" else f.max(2).values
+
+
+def p_batch(f, how):
+    return f.mean(0) if how == "avg" else f.max(0).values
+
+
+def p_tuple(f, how):
+    return f.mean(1) if how == "avg" else f.max(1)
+
+
+def p_swapped(f, how):
+    return f.max(1).values if how == "avg" else f.mean(1)
+
+
+def p_sum(f, how):
+    return f.sum(1) if how == "avg" else f.max(1).values
+
+
+def p_indices(f, how):
+    return f.mean(1) if how == "avg" else torch.max(f, 1)[1]
+
+
+def p_wrong_name(f, how):
+    return f.mean(1) if how == "average" else f.max(1).values
+
+
+def _px(im, size):
+    return torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size)), dtype=np.float32))
+
+
+def q_no_norm(im, size):
+    return _px(im, size).permute(2, 0, 1) / 255
+
+
+def q_no_scale(im, size):
+    return (_px(im, size).permute(2, 0, 1) - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def q_channels_last(im, size):
+    return (_px(im, size) / 255 - torch.tensor(MEAN)) / torch.tensor(STD)
+
+
+def q_swapped_mean_std(im, size):
+    return (_px(im, size).permute(2, 0, 1) / 255 - torch.tensor(STD).view(3, 1, 1)) / torch.tensor(MEAN).view(3, 1, 1)
+
+
+def q_half(im, size):
+    return (_px(im, size).permute(2, 0, 1) / 255 - 0.5) / 0.5
+
+
+def q_no_rgb(im, size):
+    x = torch.from_numpy(np.asarray(im.resize((size, size)), dtype=np.float32))
+    return (x.permute(2, 0, 1) / 255 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def q_transposed(im, size):
+    return ((_px(im, size).permute(2, 1, 0) / 255) - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def q_float64(im, size):
+    x = torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size)), dtype=np.float64))
+    return (x.permute(2, 0, 1) / 255 - torch.tensor(MEAN, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(STD, dtype=torch.float64).view(3, 1, 1)
+
+
+# ---------------------------------------------------------------- lesson 02
+def _g(x, h, W_ih, W_hh, b_ih, b_hh):
+    return (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, dim=1)
+
+
+def s_ifog(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, o, g = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def s_no_tanh_h(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * c, c
+
+
+def s_two_slips(x, h, c, W_ih, W_hh, b_ih, b_hh):           # sigmoid candidate, and h from c_prev
+    i, f, g, o = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.sigmoid(g)
+    return torch.sigmoid(o) * torch.tanh(c), c_new
+
+
+def s_tanh_o(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.tanh(o) * torch.tanh(c), c
+
+
+def s_no_b_hh(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = (x @ W_ih.T + b_ih + h @ W_hh.T).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def s_no_transpose(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = (x @ W_ih + b_ih + h @ W_hh + b_hh).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def s_forget_on_candidate(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = c + torch.sigmoid(f) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def s_returns_c_h(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = _g(x, h, W_ih, W_hh, b_ih, b_hh)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return c, torch.sigmoid(o) * torch.tanh(c)
+
+
+def u_no_carry(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        h_t, c_t = cell(xs[:, t], (h, c))
+        hs.append(h_t)
+    return torch.stack(hs, dim=1), (h_t, c_t)
+
+
+def u_time_major(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        h, c = cell(xs[:, t], (h, c))
+        hs.append(h)
+    return torch.stack(hs), (h, c)
+
+
+def u_collects_c(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        h, c = cell(xs[:, t], (h, c))
+        hs.append(c)
+    return torch.stack(hs, dim=1), (h, c)
+
+
+def u_list(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        h, c = cell(xs[:, t], (h, c))
+        hs.append(h)
+    return hs, (h, c)
+
+
+def u_shifted(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        hs.append(h)
+        h, c = cell(xs[:, t], (h, c))
+    return torch.stack(hs, dim=1), (h, c)
+
+
+def u_initial_state_returned(xs, h0, c0, cell):
+    h, c = h0, c0
+    hs = []
+    for t in range(xs.shape[1]):
+        h, c = cell(xs[:, t], (h, c))
+        hs.append(h)
+    return torch.stack(hs, dim=1), (h0, c0)
+
+
+def u_in_place(xs, h, c, cell):
+    hs = []
+    for t in range(xs.shape[1]):
+        h_new, c_new = cell(xs[:, t], (h, c))
+        h[:], c[:] = h_new, c_new
+        hs.append(h.clone())
+    return torch.stack(hs, dim=1), (h, c)
+
+
+def u_batch_loop(xs, h, c, cell):
+    hs = []
+    for x in xs.transpose(0, 1)[:-1]:                      # stops one step early
+        h, c = cell(x, (h, c))
+        hs.append(h)
+    return torch.stack(hs, dim=1), (h, c)
+
+
+# ---------------------------------------------------------------- lessons 03 and 04
+def t_own_words(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    words, out = captions[:, 0], []
+    for t in range(captions.shape[1] - 1):
+        logits, state, _ = decoder.step(words, state, features, memo)
+        out.append(logits)
+        words = logits.argmax(dim=1)
+    return torch.stack(out, dim=1)
+
+
+def t_all_steps(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1]):
+        logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+def t_time_major(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits)
+    return torch.stack(out)
+
+
+def t_fresh_state(decoder, features, captions):
+    memo = decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, _, _ = decoder.step(captions[:, t], decoder.init_state(features), features, memo)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+def t_next_word(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(1, captions.shape[1]):
+        logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+def t_state_not_kept(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, new_state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+def t_softmax(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, state, _ = decoder.step(captions[:, t], state, features, memo)
+        out.append(logits.softmax(-1))
+    return torch.stack(out, dim=1)
+
+
+def a_gate_on_h(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), context], dim=1), (beta * h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def a_no_gate(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), context], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def a_beta_no_sigmoid(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), decoder.f_beta(h) * context], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def a_cat_order(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([beta * context, decoder.embedding(words)], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def a_old_h_logits(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h2, c2 = decoder.cell(torch.cat([decoder.embedding(words), beta * context], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h2, c2), alpha
+
+
+def a_no_dropout(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), beta * context], dim=1), (h, c))
+    return decoder.fc(h), (h, c), alpha
+
+
+def a_zero_state(decoder, words, state, features, projected):
+    h, c = state
+    context, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), beta * context], dim=1))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+def a_mean_context(decoder, words, state, features, projected):
+    h, c = state
+    _, alpha = decoder.attention(features, projected, h)
+    beta = torch.sigmoid(decoder.f_beta(h))
+    h, c = decoder.cell(torch.cat([decoder.embedding(words), beta * features.mean(1)], dim=1), (h, c))
+    return decoder.fc(decoder.dropout(h)), (h, c), alpha
+
+
+# ---------------------------------------------------------------- lesson 05
+def n_argmax(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = logits[:, t - 1].argmax(dim=-1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def n_raw_logits(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = torch.multinomial(logits[:, t - 1], 1, generator=generator).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def n_one_coin(embedding, captions, logits, t, sample_prob, generator=None):
+    if torch.rand(1, generator=generator).item() < sample_prob:
+        own = torch.multinomial(F.softmax(logits[:, t - 1], -1), 1, generator=generator).squeeze(1)
+        return embedding(own)
+    return embedding(captions[:, t])
+
+
+def n_step_t(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t], -1), 1, generator=generator).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def n_no_generator(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0]) < sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def n_inverted(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) > sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1, generator=generator).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def n_next_true(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1, generator=generator).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t + 1]))
+
+
+def n_soft(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1, generator=generator)
+    mine = F.softmax(logits[:, t - 1], -1) @ embedding.weight
+    return torch.where(coin[:, None], mine, embedding(captions[:, t]))
+
+
+def n_words_not_embedded(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1, generator=generator).squeeze(1)
+    return torch.where(coin, own, captions[:, t])

@@ -69,6 +69,29 @@ def _no_tiebreak(captions, min_freq):
     return list(SPECIALS) + [w for w, n in counts.most_common() if n >= min_freq]
 
 
+def _vocab_parts(fn) -> str | None:
+    """Tiny corpora where one rule alone decides the vocabulary; names every rule that is broken."""
+    said = []
+    words = list(fn(["b b a", "c"], 1))
+    if words[:4] != list(SPECIALS):
+        where = "at the end" if words[-4:] == list(SPECIALS) else "missing or out of order"
+        said.append(f"the 4 special tokens are {where}: idx_to_word starts with {', '.join(SPECIALS)} (indices 0-3, "
+                    "which the rest of the course relies on)")
+    kept = [w for w in fn(["A cat.", "a cat"], 1) if w not in SPECIALS]
+    if sorted(kept) != ["a", "cat"]:
+        said.append(f"'A cat.' and 'a cat' give the words {kept}: split with tokenize(caption), which lower-cases "
+                    "and drops punctuation")
+    kept = [w for w in fn(["a a a", "b b"], 3) if w not in SPECIALS]
+    counted = kept == ["a"]
+    if not counted:
+        said.append(f"with min_freq 3, 'a a a' and 'b b' must keep only 'a' (3 times), got {kept}: count every "
+                    "occurrence, and keep the words seen min_freq times or more")
+    rest = [w for w in words if w not in SPECIALS]
+    if counted and sorted(rest) == ["a", "b", "c"] and rest != ["b", "a", "c"]:   # the order, once counting is right
+        said.append(f"the order is {rest}, expected ['b', 'a', 'c']: most frequent first ('b' twice), ties a-z")
+    return "; ".join(said) or None
+
+
 def check_build_vocab(fn):
     cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1)]
     mistakes = [
@@ -78,7 +101,7 @@ def check_build_vocab(fn):
         Mistake("words are sorted a-z only: sort by count first (most frequent first), then a-z", _alphabetical),
         Mistake("words with equal counts are in first-seen order: break ties alphabetically so the vocabulary is reproducible", _no_tiebreak),
     ]
-    return checked("build_vocab", fn, build_vocab, cases, mistakes=mistakes)
+    return checked("build_vocab", fn, build_vocab, cases, mistakes=mistakes, probes=[_vocab_parts])
 
 
 def _no_start_end(caption, word_to_idx):
@@ -94,6 +117,27 @@ def _encode_no_tokenize(caption, word_to_idx):
 
 
 
+def _encode_parts(fn) -> str | None:
+    """One rule of encoding at a time: indices, <start>/<end> around, tokenized words, <unk> for unknown ones."""
+    said = []
+    got = list(fn("zebra", _W2I))
+    if any(not isinstance(i, int) for i in got):
+        return "return the words' indices (word_to_idx[w]), not the words"
+    if got[:1] != [_W2I["<start>"]] or got[-1:] != [_W2I["<end>"]]:
+        said.append("the indices must start with <start> and end with <end>: [word_to_idx['<start>'], ..., "
+                    "word_to_idx['<end>']]")
+    def words(ids: list) -> list:                                     # without <start> and <end>, where they are
+        ids = ids[1:] if ids[:1] == [_W2I["<start>"]] else ids
+        return ids[:-1] if ids[-1:] == [_W2I["<end>"]] else ids
+
+    if words(got) != [_W2I["<unk>"]]:
+        said.append(f"the unknown word 'zebra' must become <unk> ({_W2I['<unk>']}), got {words(got)}: "
+                    "word_to_idx.get(w, word_to_idx['<unk>'])")
+    if words(list(fn("A Red circle.", _W2I))) != [_W2I["a"], _W2I["red"], _W2I["circle"]]:
+        said.append("'A Red circle.' must encode a, red, circle: split with tokenize(caption) (lower case, no punctuation)")
+    return "; ".join(said) or None
+
+
 def check_encode(fn):
     cases = [("a red circle", _W2I), ("A purple circle above a red box.", _W2I), ("", _W2I), ("zebra", _W2I)]
     mistakes = [
@@ -103,7 +147,7 @@ def check_encode(fn):
     ]
     unknown = {KeyError: lambda e, args: (f"{e} in {args[0]!r} is not in the vocabulary. Unknown words must not crash "
                                             "encoding: map them to <unk>, e.g. word_to_idx.get(w, word_to_idx['<unk>'])")}
-    return checked("encode", fn, encode, cases, mistakes=mistakes, errors=unknown)
+    return checked("encode", fn, encode, cases, mistakes=mistakes, errors=unknown, probes=[_encode_parts])
 
 
 def _no_stop(ids, idx_to_word):
@@ -119,6 +163,19 @@ def _keeps_specials(ids, idx_to_word):
     return " ".join(words)
 
 
+def _decode_parts(fn) -> str | None:
+    """The text's form, and where it stops."""
+    s, e, red, circle = _W2I["<start>"], _W2I["<end>"], _W2I["red"], _W2I["circle"]
+    got = fn([s, red, circle, e], _WORDS)
+    if not isinstance(got, str):
+        return f"return one string, the words joined by spaces (' '.join(words)), not a {type(got).__name__}"
+    if got == "redcircle":
+        return "join the words with a space: ' '.join(words)"
+    if got.endswith("<end>"):
+        return "<end> itself is not part of the text: stop before it"
+    return None
+
+
 def check_decode(fn):
     s, e, p = _W2I["<start>"], _W2I["<end>"], _W2I["<pad>"]
     red, circle, a = _W2I["red"], _W2I["circle"], _W2I["a"]
@@ -128,4 +185,4 @@ def check_decode(fn):
                 "finishing) must be ignored", _no_stop),
         Mistake("<start> or <pad> appear in the text: skip them", _keeps_specials),
     ]
-    return checked("decode", fn, decode, cases, mistakes=mistakes)
+    return checked("decode", fn, decode, cases, mistakes=mistakes, probes=[_decode_parts])

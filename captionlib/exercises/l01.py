@@ -47,7 +47,15 @@ def check_to_regions(fn):
                 lambda f: f.permute(0, 3, 2, 1).reshape(f.shape[0], -1, f.shape[1])),
         Mistake(B_E_P, lambda f: f.flatten(2)),
     ]
-    return checked("to_regions", fn, to_regions, _fmaps(), mistakes=mistakes)
+    recipe = {None: "the recipe: flatten h and w into P = h*w regions (flatten(2) gives (B, E, P)), then put E last "
+                    "(transpose(1, 2)): (B, P, E)"}
+    def axes(fn) -> str | None:
+        out = fn(_fmaps()[0][0])
+        if torch.is_tensor(out) and out.dim() == 2:
+            return "the output must keep three axes, (B, P, E): flatten only h and w (flatten(2)), not the channels"
+        return None
+
+    return checked("to_regions", fn, to_regions, _fmaps(), mistakes=mistakes, recipe=recipe, probes=[axes])
 
 
 def check_pool(fn):
@@ -68,7 +76,20 @@ def check_pool(fn):
             return "torch.max(x, dim) returns (values, indices): take .values"
         return None
 
-    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint])
+    def parts(fn) -> str | None:
+        f = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [5.0, 4.0]]])           # (1, P=3, E=2): mean (3, 2/3), max (5, 4)
+        avg, mx = fn(f, "avg"), fn(f, "max")
+        said = []
+        if torch.is_tensor(mx) and not mx.is_floating_point():
+            said.append("'max' returns integer indices: torch.max(x, dim) gives (values, indices); take .values")
+        if torch.is_tensor(avg) and avg.shape == (1, 2):
+            if torch.allclose(avg.float(), f.sum(1)):
+                said.append("'avg' is the sum over regions: divide by P, or use mean(dim=1)")
+            elif torch.allclose(avg.float(), f.max(1).values) and torch.is_tensor(mx) and torch.allclose(mx.float(), avg.float()):
+                said.append("both give the maximum: the 'avg' branch is never taken (compare how == 'avg')")
+        return "; ".join(said) or None
+
+    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint], probes=[parts])
 
 
 def check_preprocess(fn):
@@ -90,4 +111,27 @@ def check_preprocess(fn):
         Mistake("channels are last, (S, S, 3): torch convolutions want (3, S, S), use permute(2, 0, 1)",
                 lambda im, s: (as_tensor(im, s) / 255 - torch.tensor(MEAN)) / torch.tensor(STD)),
     ]
-    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes)
+    def parts(fn) -> str | None:
+        """One colour, then a gradient along the width: the normalisation, then the axis order."""
+        said = []
+        x = fn(Image.new("RGB", (4, 4), (51, 102, 204)), 4)                  # 0.2, 0.4, 0.8 after /255
+        v = torch.tensor([0.2, 0.4, 0.8])
+        if torch.is_tensor(x) and x.shape == (3, 4, 4):
+            got = x[:, 0, 0].float()
+            if torch.allclose(got, (v - 0.5) / 0.5, atol=1e-4):
+                said.append("normalised with 0.5: use ImageNet's mean and std, the statistics the CNN was trained with")
+            elif torch.allclose(got, (v - torch.tensor(STD)) / torch.tensor(MEAN), atol=1e-4):
+                said.append("mean and std are swapped: (x - mean) / std")
+        ramp = Image.fromarray(np.tile(np.arange(0, 240, 60, dtype=np.uint8)[None, :, None], (4, 1, 3)))   # varies along W
+        y = fn(ramp, 4)
+        if torch.is_tensor(y) and y.shape == (3, 4, 4) and bool((y[0, :, 0] != y[0, 0, 0]).any()) and \
+                bool((y[0, 0, :] == y[0, 0, 0]).all()):
+            said.append("height and width are swapped: permute(2, 0, 1) turns (H, W, 3) into (3, H, W); "
+                        "permute(2, 1, 0) gives (3, W, H)")
+        return "; ".join(said) or None
+
+    gray = {RuntimeError: lambda e, args: ("a grayscale photo has one channel: convert it with img.convert('RGB') "
+                                           "first") if getattr(args[0], "mode", "RGB") != "RGB" else None,
+            ValueError: lambda e, args: ("a grayscale photo has one channel: convert it with img.convert('RGB') "
+                                         "first") if getattr(args[0], "mode", "RGB") != "RGB" else None}
+    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes, probes=[parts], errors=gray)

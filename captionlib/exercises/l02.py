@@ -57,14 +57,17 @@ def check_lstm_step(fn):
         Mistake("h is computed from c_prev: use the new cell state, h = o * tanh(c)", _h_from_c_prev),
     ]
 
-    def swapped_outputs(args, got):
-        ref = lstm_step(*args)
+    def swapped_outputs(fn):
+        args = _step_cases()[0]
+        got, ref = fn(*args), lstm_step(*args)
         if isinstance(got, tuple) and len(got) == 2 and torch.allclose(got[0], ref[1]) and torch.allclose(got[1], ref[0]):
             return "return (h, c) in that order: you returned (c, h)"
         return None
 
-    return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, hints=[swapped_outputs], atol=1e-8,
-                   probes=[_one_gate_at_a_time])
+    shapes = {RuntimeError: lambda e, args: ("x is (B, M) and W_ih is (4H, M): the gates are x @ W_ih.T + b_ih + "
+                                             "h @ W_hh.T + b_hh (transpose the weights)") if "mat1 and mat2" in str(e) else None}
+    return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, atol=1e-8, errors=shapes,
+                   probes=[swapped_outputs, _one_gate_at_a_time])
 
 
 def _one_gate_at_a_time(fn) -> str | None:
@@ -75,10 +78,10 @@ def _one_gate_at_a_time(fn) -> str | None:
     x, h0 = torch.ones(B, M, dtype=torch.float64), torch.ones(B, H, dtype=torch.float64)
     c0 = torch.tensor([[0.7, -1.2], [2.0, 0.3]], dtype=torch.float64)
 
-    def run(i, f, g, o):
-        b = torch.tensor([i, f, g, o], dtype=torch.float64).repeat_interleave(H)
+    def run(i, f, g, o, bias_in="b_ih"):
+        b, zero = torch.tensor([i, f, g, o], dtype=torch.float64).repeat_interleave(H), torch.zeros(4 * H, dtype=torch.float64)
         out = fn(x, h0, c0, torch.zeros(4 * H, M, dtype=torch.float64), torch.zeros(4 * H, H, dtype=torch.float64),
-                 b, torch.zeros(4 * H, dtype=torch.float64))
+                 *((b, zero) if bias_in == "b_ih" else (zero, b)))
         return out if isinstance(out, tuple) and len(out) == 2 else (None, None)
 
     close = lambda a, b: a is not None and a.shape == b.shape and torch.allclose(a, b, atol=1e-6)  # noqa: E731
@@ -95,6 +98,9 @@ def _one_gate_at_a_time(fn) -> str | None:
             said.append("the candidate g must be tanh(W_ig x + W_hg h + b_g); yours passes 0.5 through unchanged (no tanh, or relu)")
         elif close(c, c0 + cand.tanh()):
             said.append("the forget gate is not applied to c_prev: c = f ⊙ c_prev + i ⊙ g")
+        elif close(c, c0):
+            said.append("the gates scale the wrong terms: c = f ⊙ c_prev + i ⊙ g (the input gate i scales the "
+                        "candidate, the forget gate f the old cell)")
         elif not said:
             said.append("with the forget gate shut and the input gate open, c must equal the candidate tanh(g)")
     if h is not None and c is not None and close(h, c0.tanh()) and not close(c, c0):
@@ -104,12 +110,17 @@ def _one_gate_at_a_time(fn) -> str | None:
     h, c = run(-50, 50, 0, 0.5)                                  # c = c_prev; o = σ(0.5): h = σ(0.5) tanh(c_prev)
     o = torch.sigmoid(torch.tensor(0.5, dtype=torch.float64))
     if close(c, c0) and not close(h, o * c0.tanh()):
+        precise = [d for d in said if d.startswith("with the output gate open")]
+        said = [d for d in said if d not in precise]                # the half-open gate says more precisely what
         if close(h, o * c0):
             said.append("h has no tanh: h = o ⊙ tanh(c)")
         elif close(h, torch.tanh(torch.tensor(0.5, dtype=torch.float64)) * c0.tanh()):
             said.append("the output gate o uses tanh: gates use sigmoid")
         else:
             said.append("with the output gate half open, h must be σ(o) ⊙ tanh(c)")
+    one, other = run(-50, 50, 0, 0.5), run(-50, 50, 0, 0.5, bias_in="b_hh")
+    if None not in one + other and not (close(one[0], other[0]) and close(one[1], other[1])):
+        said.append("a bias is missing: the gates are W_ih x + b_ih + W_hh h + b_hh, both biases added")
     return "; ".join(said) or None
 
 
@@ -135,6 +146,39 @@ def _unroll_time_major(xs, h, c, cell):
     return hs.transpose(0, 1), (h, c)
 
 
+class _Counting:
+    """A cell whose state shows how it was called: h + x (x is t + 1 at step t) and c + 1."""
+
+    def __call__(self, x, state):
+        h, c = state
+        return h + x[:, :1], c + 1
+
+
+def _unroll_parts(fn) -> str | None:
+    """Unroll the counting cell over T = 3 steps from h = 0, c = 10: hs must be 1, 3, 6 (each step adds t + 1 to
+    the h the previous step returned) and the final state (6, 13). Each wrong part shows as its own pattern."""
+    B, T, H = 2, 3, 2
+    xs = torch.arange(1.0, T + 1).view(1, T, 1).expand(B, T, H).clone()
+    h0, c0 = torch.zeros(B, H), torch.full((B, H), 10.0)
+    hs, final = fn(xs, h0, c0, _Counting())
+    if isinstance(hs, (list, tuple)):
+        return "hs is a Python list: stack it into one (B, T, H) tensor with torch.stack(hs, dim=1)"
+    want = torch.tensor([1.0, 3.0, 6.0]).view(1, T, 1).expand(B, T, H)
+    said = []
+    if hs.dim() == 3 and hs.shape[0] == B and hs.shape[1] != T:
+        said.append(f"hs has {hs.shape[1]} steps for T = {T} inputs: call the cell once per step, "
+                    "for t in range(xs.shape[1]), on xs[:, t]")
+    if hs.shape == (B, T, H) and not torch.allclose(hs, want):
+        if torch.allclose(hs, torch.tensor([11.0, 12.0, 13.0]).view(1, T, 1).expand(B, T, H)):
+            said.append("hs collects the cell states c: collect h, the first item the cell returns")
+        elif torch.allclose(hs, torch.tensor([0.0, 1.0, 3.0]).view(1, T, 1).expand(B, T, H)):
+            said.append("hs is shifted by one: it holds the state before each step; append h after calling the cell")
+    if isinstance(final, (tuple, list)) and len(final) == 2 and torch.is_tensor(final[1]):
+        if torch.allclose(final[1], c0):
+            said.append("the final state returned is the initial one: return the (h, c) of the last step")
+    return "; ".join(said) or None
+
+
 def check_lstm_unroll(fn):
     g = torch.Generator().manual_seed(1)
     cases = []
@@ -145,4 +189,7 @@ def check_lstm_unroll(fn):
         Mistake("the hidden state is not carried across steps: each step must start from the (h, c) the previous step returned", _unroll_no_carry),
         Mistake("hs is time-major (T, B, H): stack along dim=1 to get (B, T, H)", _unroll_time_major),
     ]
-    return checked("lstm_unroll", fn, lstm_unroll, cases, mistakes=mistakes, atol=1e-8)
+    recipe = {0: "the recipe: for t in range(T): h, c = cell(xs[:, t], (h, c)); keep every h; then "
+                 "torch.stack(hs, dim=1) gives (B, T, H)", 1: "the recipe: return the (h, c) of the last step"}
+    return checked("lstm_unroll", fn, lstm_unroll, cases, mistakes=mistakes, atol=1e-8, probes=[_unroll_parts],
+                   recipe=recipe)

@@ -156,4 +156,21 @@ def check_teacher_forced_logits(fn):
         Mistake("the state is not carried from step to step: pass the state each step returns into the next", fresh_state),
         Mistake("the inputs are shifted the wrong way: step t reads captions[:, t] (starting with <start>) and predicts captions[:, t+1]", current_word),
     ]
-    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes)
+    def parts(fn) -> str | None:
+        args = cases[1]
+        got, want = fn(*args), teacher_forced_logits(*args)
+        B, T = args[2].shape
+        if not torch.is_tensor(got):
+            return f"return one (B, T-1, V) tensor (torch.stack(logits, dim=1)), not a {type(got).__name__}"
+        if got.shape == (B, T, want.shape[2]):
+            return f"{T} steps for captions of T = {T}: the last word has nothing to predict, so run T-1 steps (range(T - 1))"
+        if got.shape == (T - 1, B, want.shape[2]):
+            return "the logits are time-major (T-1, B, V): stack the steps along dim=1"
+        if got.shape == want.shape:
+            if torch.allclose(got, want.softmax(-1), atol=1e-6):
+                return "these are probabilities: return the raw logits (cross-entropy applies log-softmax itself)"
+            if torch.allclose(got, want.log_softmax(-1), atol=1e-6):
+                return "these are log-probabilities: return the raw logits (cross-entropy applies log-softmax itself)"
+        return None
+
+    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts])

@@ -116,6 +116,69 @@ def _step_cases():
     return out
 
 
+def _recorded(fn, args) -> tuple:
+    """fn(*args), and what the decoder's cell, fc and dropout received: {name: inputs} (first call of each)."""
+    decoder, seen = args[0], {}
+    def keep(name):
+        def hook(module, inputs, output):                          # returns None: the output stays as it is
+            seen.setdefault(name, inputs)
+        return hook
+
+    hooks = [getattr(decoder, name).register_forward_hook(keep(name)) for name in ("cell", "fc", "dropout")]
+    try:
+        return fn(*args), seen
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _step_parts(fn) -> str | None:
+    """What the learner hands the LSTM cell, compared part by part with what the step should hand it:
+    the state, the word's embedding and the gated context β ⊙ z, in that order."""
+    args = _step_cases()[0]
+    decoder, words, (h, c), features, projected = args
+    _, got = _recorded(fn, args)
+    _, want = _recorded(attention_step, args)
+    if "cell" not in got:
+        return "the LSTM cell is never run: h, c = decoder.cell(x, (h, c)) with x = [embedding, β ⊙ context]"
+    if len(got["cell"]) < 2 or got["cell"][1] is None:
+        return "the LSTM cell gets no state, so it starts from zeros: pass the previous one, decoder.cell(x, (h, c))"
+    x, ref = got["cell"][0], want["cell"][0]
+    if x.shape != ref.shape:
+        return f"the LSTM input has shape {tuple(x.shape)}, expected {tuple(ref.shape)}: [embedding (M), β ⊙ context (E)]"
+    M = decoder.embedding.embedding_dim
+    with torch.no_grad():
+        emb, z = decoder.embedding(words), decoder.attention(features, projected, h)[0]
+        raw_beta = decoder.f_beta(h)
+    close = lambda a, b: a.shape == b.shape and torch.allclose(a, b, atol=1e-6)   # noqa: E731
+    said = []
+    if close(x, torch.cat([ref[:, M:], ref[:, :M]], dim=1)):
+        said.append("the LSTM input is concatenated the other way round: torch.cat([embedding, β ⊙ context], dim=1)")
+    elif not close(x[:, :M], emb):
+        said.append("the LSTM input must start with the word's embedding, decoder.embedding(words)")
+    elif not close(x[:, M:], ref[:, M:]):
+        if close(x[:, M:], raw_beta * z):
+            said.append("β must be a gate in (0, 1): β = σ(f_β(h)), torch.sigmoid(decoder.f_beta(h))")
+        elif close(x[:, M:], torch.sigmoid(raw_beta) * features.mean(1)):
+            said.append("the context is the mean of the regions: use the attention-weighted sum decoder.attention returns")
+        else:
+            said.append("the second part of the LSTM input must be β ⊙ z: the gate σ(f_β(h)) times the attention's context")
+    if not said and not close(got["cell"][1][0], h):
+        said.append("the LSTM cell must get the previous state (h, c) as it came in")
+    return "; ".join(said) or None
+
+
+def _dropout_used(fn) -> str | None:
+    """Dropout acts only in training, so eval-mode values cannot show whether it is there: look, in train mode."""
+    args = _step_cases()[0]
+    args[0].train()
+    _, got = _recorded(fn, args)
+    if "dropout" not in got:
+        return ("dropout is not applied before the output layer: logits = decoder.fc(decoder.dropout(h)) (it acts in "
+                "training only, which is why the values above agreed)")
+    return None
+
+
 def check_attention_step(fn):
     def gate_on_h(decoder, words, state, features, projected):
         h, c = state
@@ -139,7 +202,8 @@ def check_attention_step(fn):
         Mistake("the gate β is missing: multiply the context by β = σ(f_β(h)) before concatenating", no_gate),
         Mistake("the logits come from the previous h: predict from the new h the LSTM just returned", logits_from_old_h),
     ]
-    result = checked("attention_step", fn, attention_step, _step_cases(), mistakes=mistakes)
+    result = checked("attention_step", fn, attention_step, _step_cases(), mistakes=mistakes, probes=[_step_parts],
+                     properties=[_dropout_used])
     if result is fn:  # correct: one more look, for speed
         args = _step_cases()[0]
         calls = []

@@ -92,6 +92,37 @@ def no_gradient_through_the_sample(fn) -> str | None:
     return GRADIENT if grad is not None and bool(grad.abs().sum() > 0) else None
 
 
+def _sampling_parts(fn) -> str | None:
+    """The form of the output, the use of the generator, one coin per caption, and sampling (not argmax)."""
+    emb, captions, logits, t, _, _ = _cases()[2]
+    B = captions.shape[0]
+    out = fn(emb, captions, logits, t, 0.5, torch.Generator().manual_seed(0))
+    if not torch.is_tensor(out) or out.shape != (B, emb.embedding_dim):
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        return f"return the embedded inputs, (B, M) = {(B, emb.embedding_dim)}: embedding(words), not {shape}"
+    again = fn(emb, captions, logits, t, 0.5, torch.Generator().manual_seed(0))
+    if not torch.equal(out, again):
+        return ("the same generator seed gives other draws: pass generator= to torch.rand and to torch.multinomial, so "
+                "the draws repeat (and can be checked)")
+    truth = emb(captions[:, t])
+    for seed in range(4):                               # with a coin per caption, never all 64 true words at 0.5
+        out = fn(emb, captions, logits, t, 0.5, torch.Generator().manual_seed(seed))
+        if torch.allclose(out, truth):
+            return "one coin decides for the whole batch: flip one per caption, torch.rand(B) < sample_prob"
+    flat = torch.zeros_like(logits)                     # every word equally likely: samples vary, an argmax does not
+    out = fn(emb, captions, flat, t, 1.0, torch.Generator().manual_seed(0))
+    if torch.allclose(out, out[:1].expand_as(out)):
+        return ("every caption got the same word from equal probabilities: sample it, torch.multinomial(softmax(logits"
+                "[:, t - 1], dim=-1), 1), not the argmax")
+    return None
+
+
 def check_scheduled_input(fn):
+    errors = {
+        RuntimeError: lambda e, args: ("torch.multinomial needs probabilities: softmax(logits[:, t - 1], dim=-1) first"
+                                       if "probability tensor" in str(e) else None),
+        IndexError: lambda e, args: ("logits holds the steps 0..t-1 so far: the prediction of the previous step is "
+                                     "logits[:, t - 1]"),
+    }
     return checked("scheduled_input", fn, scheduled_input, _cases(), mistakes=MISTAKES,
-                   properties=[no_gradient_through_the_sample])
+                   properties=[no_gradient_through_the_sample], probes=[_sampling_parts], errors=errors)
