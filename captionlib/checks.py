@@ -87,7 +87,8 @@ def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, w
         if close.all():
             return _contract(expected, got, where)
         first = tuple(int(i) for i in np.argwhere(~close)[0])
-        diff = np.abs(ga.astype(float) - ea.astype(float)).max()
+        with np.errstate(invalid="ignore"):                          # -inf - -inf: nan, not a difference
+            diff = np.nanmax(np.abs(ga.astype(float) - ea.astype(float))[~close])
         return (f"{where} differs in {int((~close).sum())} of {close.size} values (max |difference| {diff:.3g}); "
                 f"first at index {first}: expected {ea[first]:.6g}, got {ga[first]:.6g}")
     if isinstance(expected, dict):

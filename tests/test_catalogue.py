@@ -202,6 +202,14 @@ CATALOGUE += [
     ("scheduled_input", "expected embedding", w.n_soft, "expected embedding"),
     ("scheduled_input", "indices, not embeddings", w.n_words_not_embedded, "return the embedded inputs"),
 ]
+CATALOGUE += [
+    ("first_scores", "all copies live", w.fs_zeros, "all k copies start live"),
+    ("first_scores", "log(1/k) for each", w.fs_uniform, "3 of the 3 copies of <start> are live"),
+    ("first_scores", "(k, B)", w.fs_transposed, "the scores are (k, B)"),
+    ("first_scores", "all -inf", w.fs_all_dead, "every beam starts dead"),
+    ("first_scores", "1 for the live copy", w.fs_one, "the live copy starts at 1"),
+    ("first_scores", "a list of lists", w.fs_list, "must be a (B, k) = (2, 3) tensor"),
+]
 CHECKS = {"shift_captions": (l03.check_shift_captions, l03.shift_captions),
           "masked_loss": (l03.check_masked_loss, l03.masked_loss), "attend": (l04.check_attend, l04.attend),
           "beam_step": (l06.check_beam_step, l06.beam_step), "collect_finished": (l06.check_collect_finished, l06.collect_finished),
@@ -214,7 +222,8 @@ CHECKS = {"shift_captions": (l03.check_shift_captions, l03.shift_captions),
           "lstm_step": (l02.check_lstm_step, l02.lstm_step), "lstm_unroll": (l02.check_lstm_unroll, l02.lstm_unroll),
           "teacher_forced_logits": (l03.check_teacher_forced_logits, l03.teacher_forced_logits),
           "attention_step": (l04.check_attention_step, l04.attention_step),
-          "scheduled_input": (l05.check_scheduled_input, l05.scheduled_input)}
+          "scheduled_input": (l05.check_scheduled_input, l05.scheduled_input),
+          "first_scores": (l06.check_first_scores, l06.first_scores)}
 
 
 def _verdict(exercise, fn):

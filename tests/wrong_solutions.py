@@ -731,3 +731,33 @@ def n_words_not_embedded(embedding, captions, logits, t, sample_prob, generator=
     coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
     own = torch.multinomial(F.softmax(logits[:, t - 1].detach(), -1), 1, generator=generator).squeeze(1)
     return torch.where(coin, own, captions[:, t])
+
+
+# ---------------------------------------------------------------- lesson 06, the start of a batched beam
+
+def fs_zeros(batch, k):
+    return torch.zeros(batch, k)
+
+
+def fs_uniform(batch, k):
+    return torch.full((batch, k), math.log(1 / k))                 # "each beam equally likely"
+
+
+def fs_transposed(batch, k):
+    scores = torch.full((k, batch), -math.inf)
+    scores[0] = 0.0
+    return scores
+
+
+def fs_all_dead(batch, k):
+    return torch.full((batch, k), -math.inf)
+
+
+def fs_one(batch, k):
+    scores = torch.full((batch, k), -math.inf)
+    scores[:, 0] = 1.0                                              # "probability 1"
+    return scores
+
+
+def fs_list(batch, k):
+    return [[0.0] + [-math.inf] * (k - 1) for _ in range(batch)]

@@ -1,10 +1,11 @@
-"""Lesson 06 exercises: one beam-search step, and collecting finished hypotheses.
+"""Lesson 06 exercises: one beam-search step, collecting finished hypotheses, and where a batched beam starts.
 
 `beam_step` is the heart of beam search for one image: extend each of the K hypotheses by every
 word, score the K*V continuations by summed log-probability, keep the best k, and remember where
 each came from. `collect_finished` moves hypotheses that produced <end> out of the beam (the
 classic per-image loop then continues with fewer beams) and ranks them, optionally normalised
-by length.
+by length. `first_scores` is the start of the batched search: the K beams of an image begin as copies of
+the one <start> hypothesis, so only one of them may be live.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import torch
 
 from ..checks import Mistake, checked
 
-__all__ = ["beam_step", "collect_finished", "check_beam_step", "check_collect_finished", "END"]
+__all__ = ["beam_step", "collect_finished", "first_scores", "check_beam_step", "check_collect_finished",
+           "check_first_scores", "END"]
 
 END = 2  # captionlib.vocab: <pad> 0, <start> 1, <end> 2
 
@@ -232,3 +234,51 @@ def check_collect_finished(fn):
     ]
     return checked("collect_finished", fn, collect_finished, _finished_cases(), mistakes=mistakes, atol=1e-9,
                    probes=[_finished_parts])
+
+
+def first_scores(batch: int, k: int) -> torch.Tensor:
+    """(B, k) the scores the k beams of each image start with: one live copy of the <start> hypothesis (score 0,
+    log 1: nothing is said yet), the others -inf, so that the first top-k cannot pick the same word k times."""
+    scores = torch.full((batch, k), float("-inf"))
+    scores[:, 0] = 0.0
+    return scores
+
+
+def _as_start(scores):
+    """Which beam is live does not matter, nor how dead the others are (-1e9 works as well as -inf): compare each
+    row's scores sorted, with very negative ones read as -inf."""
+    if not torch.is_tensor(scores) or not scores.is_floating_point():
+        return scores
+    return scores.masked_fill(scores < -1e8, float("-inf")).sort(dim=-1, descending=True).values
+
+
+def _start_parts(fn) -> str | None:
+    """What the first step of beam_step makes of the learner's start, for one image whose k copies predict alike."""
+    scores = fn(2, 3)
+    if not torch.is_tensor(scores) or scores.shape != (2, 3):
+        shape = tuple(scores.shape) if torch.is_tensor(scores) else type(scores).__name__
+        return f"the scores must be a (B, k) = (2, 3) tensor, one row per image; got {shape}"
+    row = scores[0]
+    live = row > -1e8
+    if not bool(live.any()):
+        return "every beam starts dead (-inf): one per image must be live, with score 0 = log 1 (nothing said yet)"
+    if int(live.sum()) > 1:
+        logp = torch.log_softmax(torch.tensor([3.0, 1.0, 0.5, 0.0]), dim=0).expand(3, -1)   # the 3 copies predict alike
+        _, _, words = beam_step(row, logp, 3)
+        return (f"{int(live.sum())} of the 3 copies of <start> are live: the first top-k then picks the same best word "
+                f"from each (here words {words.tolist()}), and the beam holds copies of one caption. Keep one copy at "
+                "0 and set the others to -inf")
+    if float(row[live][0]) != 0.0:
+        return f"the live copy starts at {float(row[live][0]):g}: a score is a sum of log-probabilities, 0 for no word yet"
+    return None
+
+
+def check_first_scores(fn):
+    cases = [(1, 3), (2, 4), (3, 1), (4, 5)]
+    mistakes = [
+        Mistake("all k copies start live at 0: the first top-k over k identical rows then picks the same word k times. "
+                "Keep one copy at 0 and set the others to -inf", lambda b, k: torch.zeros(b, k)),
+        Mistake("the scores are (k, B): one row per image, (B, k)", lambda b, k: first_scores(b, k).T),
+    ]
+    return checked("first_scores", fn, first_scores, cases, mistakes=mistakes, normalize=_as_start,
+                   probes=[_start_parts])
