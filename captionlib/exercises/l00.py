@@ -92,6 +92,23 @@ def _vocab_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "build_vocab": {
+        None: ("the recipe: count every word of every caption after tokenize(c); keep counts >= min_freq; sort by "
+               "(-count, word); put the 4 specials first"),
+    },
+    "encode": {
+        None: ("the recipe: [<start>] + the index of each word of tokenize(caption) (<unk> for unknown ones) + "
+               "[<end>]"),
+    },
+    "decode": {
+        None: ("the recipe: walk the ids; stop at the first <end>; skip <start> and <pad>; join the words with "
+               "spaces"),
+    },
+}
+
 def check_build_vocab(fn):
     cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1)]
     mistakes = [
@@ -101,7 +118,8 @@ def check_build_vocab(fn):
         Mistake("words are sorted a-z only: sort by count first (most frequent first), then a-z", _alphabetical),
         Mistake("words with equal counts are in first-seen order: break ties alphabetically so the vocabulary is reproducible", _no_tiebreak),
     ]
-    return checked("build_vocab", fn, build_vocab, cases, mistakes=mistakes, probes=[_vocab_parts])
+    return checked("build_vocab", fn, build_vocab, cases, mistakes=mistakes, probes=[_vocab_parts],
+                   recipe=_RECIPES["build_vocab"])
 
 
 def _no_start_end(caption, word_to_idx):
@@ -147,7 +165,8 @@ def check_encode(fn):
     ]
     unknown = {KeyError: lambda e, args: (f"{e} in {args[0]!r} is not in the vocabulary. Unknown words must not crash "
                                             "encoding: map them to <unk>, e.g. word_to_idx.get(w, word_to_idx['<unk>'])")}
-    return checked("encode", fn, encode, cases, mistakes=mistakes, errors=unknown, probes=[_encode_parts])
+    return checked("encode", fn, encode, cases, mistakes=mistakes, errors=unknown, probes=[_encode_parts],
+                   recipe=_RECIPES["encode"])
 
 
 def _no_stop(ids, idx_to_word):
@@ -185,4 +204,5 @@ def check_decode(fn):
                 "finishing) must be ignored", _no_stop),
         Mistake("<start> or <pad> appear in the text: skip them", _keeps_specials),
     ]
-    return checked("decode", fn, decode, cases, mistakes=mistakes, probes=[_decode_parts])
+    return checked("decode", fn, decode, cases, mistakes=mistakes, probes=[_decode_parts],
+                   recipe=_RECIPES["decode"])

@@ -37,6 +37,19 @@ def _fmaps():
     return [(torch.randn(2, 5, 3, 4, generator=g),), (torch.randn(1, 3, 2, 2, generator=g),)]
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "pool": {
+        None: ("the recipe: 'avg' is features.mean(dim=1), 'max' is features.max(dim=1).values, both over the P "
+               "regions"),
+    },
+    "preprocess": {
+        None: ("the recipe: convert('RGB'), resize to (S, S), to a float tensor, (S, S, 3) -> (3, S, S), / 255, then "
+               "(x - mean) / std per channel"),
+    },
+}
+
 def check_to_regions(fn):
     B_E_P = "you returned (B, E, P): transpose the last two axes to get (B, P, E)"
     mistakes = [
@@ -89,7 +102,8 @@ def check_pool(fn):
                 said.append("both give the maximum: the 'avg' branch is never taken (compare how == 'avg')")
         return "; ".join(said) or None
 
-    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint], probes=[parts])
+    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint], probes=[parts],
+                   recipe=_RECIPES["pool"])
 
 
 def check_preprocess(fn):
@@ -134,4 +148,5 @@ def check_preprocess(fn):
                                            "first") if getattr(args[0], "mode", "RGB") != "RGB" else None,
             ValueError: lambda e, args: ("a grayscale photo has one channel: convert it with img.convert('RGB') "
                                          "first") if getattr(args[0], "mode", "RGB") != "RGB" else None}
-    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes, probes=[parts], errors=gray)
+    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes, probes=[parts], errors=gray,
+                   recipe=_RECIPES["preprocess"])

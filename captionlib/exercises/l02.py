@@ -49,6 +49,16 @@ def _h_from_c_prev(x, h, c, W_ih, W_hh, b_ih, b_hh):
     return torch.sigmoid(o) * torch.tanh(c), c_new
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "lstm_step": {
+        0: ("the recipe: gates = x W_ih^T + b_ih + h W_hh^T + b_hh, split as (i, f, g, o); c = σ(f) c_prev + σ(i) "
+            "tanh(g); h = σ(o) tanh(c)"),
+        1: "the recipe: c = σ(f) ⊙ c_prev + σ(i) ⊙ tanh(g), with the gates split as (i, f, g, o)",
+    },
+}
+
 def check_lstm_step(fn):
     mistakes = [
         Mistake("the gates are in the wrong order: torch.nn.LSTMCell stacks them as (i, f, g, o), not (i, f, o, g)", _ifog),
@@ -67,7 +77,8 @@ def check_lstm_step(fn):
     shapes = {RuntimeError: lambda e, args: ("x is (B, M) and W_ih is (4H, M): the gates are x @ W_ih.T + b_ih + "
                                              "h @ W_hh.T + b_hh (transpose the weights)") if "mat1 and mat2" in str(e) else None}
     return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, atol=1e-8, errors=shapes,
-                   probes=[swapped_outputs, _one_gate_at_a_time])
+                   probes=[swapped_outputs, _one_gate_at_a_time],
+                   recipe=_RECIPES["lstm_step"])
 
 
 def _one_gate_at_a_time(fn) -> str | None:

@@ -39,6 +39,23 @@ def teacher_forced_logits(decoder, features: torch.Tensor, captions: torch.Tenso
 CAPS = torch.tensor([[1, 5, 6, 7, 2, 0, 0], [1, 4, 2, 0, 0, 0, 0], [1, 9, 8, 7, 6, 5, 2]])
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "shift_captions": {
+        0: "the recipe: inputs are every word but the last, captions[:, :-1]",
+        1: "the recipe: targets are every word but the first, captions[:, 1:]",
+    },
+    "masked_loss": {
+        None: ("the recipe: per-token cross-entropy of log_softmax(logits), masked where targets == pad_idx, summed, "
+               "divided by the number of real tokens"),
+    },
+    "teacher_forced_logits": {
+        None: ("the recipe: state = init_state, memo = prepare; for t in range(T - 1): logits, state = "
+               "step(captions[:, t], state, ...); stack along dim=1"),
+    },
+}
+
 def check_shift_captions(fn):
     mistakes = [
         Mistake("targets equal the inputs (no shift): the model would learn to predict the current word, not the next",
@@ -51,7 +68,8 @@ def check_shift_captions(fn):
                 lambda c: (c, c[:, 1:])),
     ]
     return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes,
-                   probes=[_which_positions])
+                   probes=[_which_positions],
+                   recipe=_RECIPES["shift_captions"])
 
 
 def _which_positions(fn) -> str | None:
@@ -116,7 +134,8 @@ def check_masked_loss(fn):
 
     notes = [None, None, "when the pad index is 3, not 0 (mask with the pad_idx argument, never a literal 0)"]
     return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes,
-                   probes=[uniform_logits])
+                   probes=[uniform_logits],
+                   recipe=_RECIPES["masked_loss"])
 
 
 def _decoder(attention):
@@ -173,4 +192,5 @@ def check_teacher_forced_logits(fn):
                 return "these are log-probabilities: return the raw logits (cross-entropy applies log-softmax itself)"
         return None
 
-    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts])
+    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts],
+                   recipe=_RECIPES["teacher_forced_logits"])

@@ -40,6 +40,19 @@ def _attend_cases():
     return [(r(2, 5, 3), r(2, 5, 4), r(2, 6), r(4, 6), r(4)), (r(3, 4, 2), r(3, 4, 3), r(3, 2), r(3, 2), r(3))]
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "attend": {
+        0: "the recipe: context = Σ_p α_p f_p, (alpha.unsqueeze(2) * features).sum(1)",
+        1: "the recipe: e = tanh(projected + (h W_h^T).unsqueeze(1)) @ w, α = softmax(e, dim=1)",
+    },
+    "attention_step": {
+        None: ("the recipe: attend with the previous h; β = σ(f_β(h)); (h, c) = cell([embedding(words), β ⊙ z], (h, "
+               "c)); logits = fc(dropout(h))"),
+    },
+}
+
 def check_attend(fn):
     def feature_softmax(features, projected, h, W_h, w):
         a = torch.softmax(torch.tanh(projected + (h @ W_h.T).unsqueeze(1)), dim=2) @ w
@@ -63,7 +76,8 @@ def check_attend(fn):
         Mistake("the tanh is missing: e = w · tanh(W_f f + W_h h)", no_tanh),
         Mistake("the context is not a convex combination: weight the regions by α (after the softmax), not by the raw scores e", raw_scores),
     ]
-    return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8, probes=[_attend_parts])
+    return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8, probes=[_attend_parts],
+                   recipe=_RECIPES["attend"])
 
 
 def _attend_parts(fn) -> str | None:
@@ -203,7 +217,8 @@ def check_attention_step(fn):
         Mistake("the logits come from the previous h: predict from the new h the LSTM just returned", logits_from_old_h),
     ]
     result = checked("attention_step", fn, attention_step, _step_cases(), mistakes=mistakes, probes=[_step_parts],
-                     properties=[_dropout_used])
+                     properties=[_dropout_used],
+                     recipe=_RECIPES["attention_step"])
     if result is fn:  # correct: one more look, for speed
         args = _step_cases()[0]
         calls = []

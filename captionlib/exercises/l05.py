@@ -117,6 +117,15 @@ def _sampling_parts(fn) -> str | None:
     return None
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "scheduled_input": {
+        None: ("the recipe: coins = torch.rand(B, generator) < sample_prob; own = multinomial(softmax(logits[:, t - "
+               "1]), 1, generator); where(coin, embedding(own), embedding(captions[:, t]))"),
+    },
+}
+
 def check_scheduled_input(fn):
     errors = {
         RuntimeError: lambda e, args: ("torch.multinomial needs probabilities: softmax(logits[:, t - 1], dim=-1) first"
@@ -125,4 +134,5 @@ def check_scheduled_input(fn):
                                      "logits[:, t - 1]"),
     }
     return checked("scheduled_input", fn, scheduled_input, _cases(), mistakes=MISTAKES,
-                   properties=[no_gradient_through_the_sample], probes=[_sampling_parts], errors=errors)
+                   properties=[no_gradient_through_the_sample], probes=[_sampling_parts], errors=errors,
+                   recipe=_RECIPES["scheduled_input"])

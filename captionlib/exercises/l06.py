@@ -136,6 +136,23 @@ def _beam_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "beam_step": {
+        0: "the recipe, steps 1-2: add scores[:, None] + logp, then one top-k over the flattened K*V table",
+        1: "the recipe, step 3: the parent of flattened index i is i // V",
+        2: "the recipe, step 3: the word of flattened index i is i % V",
+    },
+    "collect_finished": {
+        None: ("the recipe: for each hypothesis: ends with <end>? append (score / len ** length_norm, tokens) to a "
+               "copy of finished; else keep it live"),
+    },
+    "first_scores": {
+        None: "the recipe: a (B, k) tensor of -inf, then column 0 set to 0",
+    },
+}
+
 def check_beam_step(fn):
     per_beam = ("top-k is taken per beam: all K*V continuations compete in one top-k over the flattened (K*V) "
                 "scores, so a strong beam may keep several children and a weak one none")
@@ -153,7 +170,8 @@ def check_beam_step(fn):
         Mistake("the scores are not accumulated: continuations are ranked by the new word's log-prob alone; "
                 "rank by the whole hypothesis, scores[:, None] + logp", _not_accumulated),
     ]
-    return checked("beam_step", fn, beam_step, _beam_cases(), mistakes=mistakes, notes=_BEAM_NOTES, probes=[_beam_parts])
+    return checked("beam_step", fn, beam_step, _beam_cases(), mistakes=mistakes, notes=_BEAM_NOTES, probes=[_beam_parts],
+                   recipe=_RECIPES["beam_step"])
 
 
 def collect_finished(seqs: list, scores: list, finished: list, length_norm: float = 0.0):
@@ -233,7 +251,8 @@ def check_collect_finished(fn):
                 "and return the new list", _dropped),
     ]
     return checked("collect_finished", fn, collect_finished, _finished_cases(), mistakes=mistakes, atol=1e-9,
-                   probes=[_finished_parts])
+                   probes=[_finished_parts],
+                   recipe=_RECIPES["collect_finished"])
 
 
 def first_scores(batch: int, k: int) -> torch.Tensor:
@@ -281,4 +300,5 @@ def check_first_scores(fn):
         Mistake("the scores are (k, B): one row per image, (B, k)", lambda b, k: first_scores(b, k).T),
     ]
     return checked("first_scores", fn, first_scores, cases, mistakes=mistakes, normalize=_as_start,
-                   probes=[_start_parts])
+                   probes=[_start_parts],
+                   recipe=_RECIPES["first_scores"])

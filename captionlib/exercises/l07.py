@@ -56,6 +56,23 @@ def _clip_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
+
+# The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
+_RECIPES = {
+    "clipped_matches": {
+        None: ("the recipe: count the hypothesis's n-grams; clip each at the most any one reference has; return "
+               "(clipped sum, total)"),
+    },
+    "brevity_penalty": {
+        None: ("the recipe: r = the reference length closest to c (ties: the shorter); BP = 1 if c > r, else exp(1 - "
+               "r / c)"),
+    },
+    "corpus_bleu": {
+        None: ("the recipe: pool the clipped matches and totals per n over all sentences, and c and r; BLEU = BP · "
+               "exp(mean of log p_n)"),
+    },
+}
+
 def check_clipped_matches(fn):
     def unclipped(h, refs, n):
         g = ngrams(h, n)
@@ -74,7 +91,8 @@ def check_clipped_matches(fn):
                 "at most as often as the reference that has it most", unclipped),
         Mistake("counts are clipped at the total over all references: clip at the maximum of any single reference", summed),
     ]
-    return checked("clipped_matches", fn, clipped_matches, cases, mistakes=mistakes, probes=[_clip_parts])
+    return checked("clipped_matches", fn, clipped_matches, cases, mistakes=mistakes, probes=[_clip_parts],
+                   recipe=_RECIPES["clipped_matches"])
 
 
 def _penalty_parts(fn) -> str | None:
@@ -112,7 +130,8 @@ def check_brevity_penalty(fn):
                 lambda c, rs: 1.0 if c > closest_ref_length([[0] * x for x in rs], c) else math.exp(1 - c / closest_ref_length([[0] * x for x in rs], c))),
     ]
     return checked("brevity_penalty", fn, brevity_penalty, cases, mistakes=mistakes, atol=1e-9, notes=notes,
-                   probes=[_penalty_parts])
+                   probes=[_penalty_parts],
+                   recipe=_RECIPES["brevity_penalty"])
 
 
 def _avg_sentence(refs, hyps, max_n=4):
@@ -194,4 +213,5 @@ def check_corpus_bleu(fn):
         Mistake("the brevity penalty is inverted: exp(1 - r / c) with c the hypotheses' total length and r the references'",
                 _inverted_bp),
     ]
-    return checked("corpus_bleu", fn, corpus_bleu, cases, mistakes=mistakes, atol=1e-9, probes=[_bleu_parts])
+    return checked("corpus_bleu", fn, corpus_bleu, cases, mistakes=mistakes, atol=1e-9, probes=[_bleu_parts],
+                   recipe=_RECIPES["corpus_bleu"])
