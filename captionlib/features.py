@@ -241,7 +241,11 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     folder.mkdir(parents=True, exist_ok=True)
     if world is None:
         with RunLock(folder / "features", doing="extracting features into", wait=True):   # two kernels, one cache
-            return _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
+            store = _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
+            if _rank_files(folder):                                   # a distributed run's, killed: now folded in
+                _merge(folder)
+                store = FeatureStore(folder)
+            return store
     import torch.distributed as dist
 
     device = world.device

@@ -138,3 +138,30 @@ def test_torchrun_prepare_and_train_through_the_command_line(tmp_path):
     assert state["epoch"] == 2 and len(state["rng_ranks"]) == 2 and len(state["history"]["val_bleu4"]) == 2
     assert state["train_config"]["checkpoint_every"] == 1
     assert not list(tmp_path.glob("data/cache/features/*/blocks.rank*.json"))
+
+
+def test_what_a_killed_distributed_extraction_finished_is_kept_and_the_rest_extracted_once(tmp_path):
+    """Rank 1 of 2 finished its blocks (its progress file is on disk), then the run died. A later run in one
+    process reads those blocks as done, bad image included, extracts only the others, and folds the file in."""
+    from captionlib import features
+
+    calls = []
+
+    class Counted(ddp_worker.Pictures):
+        def __getitem__(self, i):
+            calls.append(i)
+            return super().__getitem__(i)
+
+    enc, folder = ddp_worker.tiny_encoder(), tmp_path / "k"
+    folder.mkdir()
+    features._open_or_lay_out(enc, Counted(), folder, "k", torch.device("cpu"))
+    features._extract(enc, Counted(), folder, "k", 70, 4, "cpu", False, 0, 0.0, None, distributed.World(1, 2, 0, torch.device("cpu")))
+    assert sorted(json.loads((folder / "blocks.rank1.json").read_text())["sums"]) == ["1"]      # rows 32-63, image 37
+    store = FeatureStore(folder)
+    assert store.done[32:64].all() and not store.done[:32].any() and 37 in store.bad
+    calls.clear()
+    store = features.extract_features(enc, Counted(), "k", tmp_path, upto=70, batch_size=4, progress=False, workers=0)
+    assert set(calls) == set(range(32)) | set(range(64, 70))                                    # the rest, once
+    assert not list(folder.glob("blocks.rank*.json")) and store.done[:70].all() and 37 in store.bad
+    alone = ddp_worker.extract(tmp_path / "alone")
+    np.testing.assert_array_equal(np.asarray(store.features)[:70], np.asarray(alone.features)[:70])
