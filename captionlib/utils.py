@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import os
 import random
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -119,7 +120,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 class RunLock:
     """`with RunLock(checkpoint):` one run at a time writes a checkpoint (or a feature cache). A second run
     pointed at the same file (two notebooks, two terminals) is refused with the first one's process id, or with
-    `wait=True` waits for it, instead of both overwriting it in turn; a lock left by a killed run is taken over."""
+    `wait=True` waits for it, instead of both overwriting it in turn; a lock left by a killed run is taken over.
+    The lock names its process and machine ("pid host"): on a shared file system (several machines, torchrun)
+    a lock held from another machine is never taken for a dead run's, since its process cannot be looked up here."""
 
     def __init__(self, path: str | Path, doing: str = "training into", wait: bool = False, poll: float = 0.5):
         self.path, self.doing, self.wait, self.poll = Path(str(path) + ".lock"), doing, wait, poll
@@ -131,15 +134,17 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner != os.getpid() and _alive(owner):
+                owner, host = self._holder()
+                elsewhere = host is not None and host != socket.gethostname()
+                if owner is not None and (elsewhere or owner != os.getpid() and _alive(owner)):
                     target = self.path.with_suffix("")
+                    who = f"process {owner}" + (f" on {host}" if elsewhere else "")
                     if not self.wait:
-                        raise RuntimeError(f"another run (process {owner}) is {self.doing} {target} now. "
+                        raise RuntimeError(f"another run ({who}) is {self.doing} {target} now. "
                                            f"Wait for it, stop it, or give this run another --checkpoint "
                                            f"(if no such run exists, delete {self.path})") from None
                     if not said:
-                        print(f"waiting for process {owner}, which is {self.doing} {target} "
+                        print(f"waiting for {who}, which is {self.doing} {target} "
                               f"(if no such process runs, delete {self.path})", flush=True)
                         said = True
                     time.sleep(self.poll)
@@ -150,18 +155,20 @@ class RunLock:
                 self.path.unlink(missing_ok=True)           # left by a killed run (or by this process): take it over
                 continue
             with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
+                f.write(f"{os.getpid()} {socket.gethostname()}")
             return self
 
     def __exit__(self, *exc) -> None:
-        if self._owner() == os.getpid():
+        if self._holder() == (os.getpid(), socket.gethostname()):
             self.path.unlink(missing_ok=True)
 
-    def _owner(self) -> int | None:
+    def _holder(self) -> tuple[int | None, str | None]:
+        """(pid, machine) written in the lock; the machine is None in a lock from before it was written."""
         try:
-            return int(self.path.read_text().strip())
+            pid, _, host = self.path.read_text().strip().partition(" ")
+            return int(pid), host or None
         except (OSError, ValueError):
-            return None
+            return None, None
 
 
 def _mtime(path: Path) -> float:

@@ -4,6 +4,7 @@ import ast
 import json
 import os
 import re
+import socket
 import stat
 import struct
 import subprocess
@@ -415,8 +416,23 @@ def test_two_runs_on_one_checkpoint_the_second_is_refused_and_a_killed_runs_lock
     trainer(tmp_path, epochs=1).fit(progress=False)                        # its process is gone: taken over
     assert (tmp_path / "ck.pt").exists() and not (tmp_path / "ck.pt.lock").exists()
     with RunLock(tmp_path / "x.pt"):
-        assert (tmp_path / "x.pt.lock").read_text() == str(os.getpid())
+        assert (tmp_path / "x.pt.lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
     assert not (tmp_path / "x.pt.lock").exists()
+
+
+def test_a_lock_held_from_another_machine_is_not_taken_for_a_dead_runs(tmp_path):
+    """On a shared file system (torchrun over several machines) the holder's process cannot be looked up here:
+    its lock is respected, with the machine named, instead of being taken over as a killed run's."""
+    from captionlib.utils import RunLock
+
+    (tmp_path / "ck.pt.lock").write_text("999999999 node-17")           # no such process here, but it is not here
+    with pytest.raises(RuntimeError, match="process 999999999 on node-17"):
+        with RunLock(tmp_path / "ck.pt"):
+            pass
+    (tmp_path / "ck.pt.lock").write_text(f"999999999 {socket.gethostname()}")   # this machine's, and dead: taken over
+    with RunLock(tmp_path / "ck.pt"):
+        pass
+    assert not (tmp_path / "ck.pt.lock").exists()
 
 
 def test_the_same_seed_gives_the_same_numbers_on_cpu(tmp_path):
