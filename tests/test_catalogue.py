@@ -259,3 +259,41 @@ def test_the_generic_fallback_shows_a_tiny_example_and_the_recipe_step():
     assert caught and said.startswith("❌ to_regions: on test input 1 of 2")
     assert "from index (0, 0, 0): expected [" in said and "], got [" in said
     assert said.splitlines()[1].strip().startswith("Re-read the recipe: flatten h and w")
+
+
+# Held out: wrong solutions written after the probes, without looking at them. Each is caught; where the check
+# names the slip the phrase is asserted, where it only shows the difference (and a recipe step) the entry says None.
+HELD_OUT = [
+    ("build_vocab", w.h_vocab_specials_order, "out of order"),
+    ("build_vocab", w.h_vocab_no_lower, "split with tokenize(caption)"),
+    ("encode", w.h_encode_tensor, "a Python list of ints"),
+    ("decode", w.h_decode_stop_at_pad, "does not stop at the first <end>"),
+    ("to_regions", w.h_regions_view_back, None),
+    ("pool", w.h_pool_amax, None),
+    ("preprocess", w.h_pre_256, None),
+    ("lstm_step", w.h_step_tanh_f, "with the forget gate shut"),      # where, not what (tanh for σ)
+    ("lstm_step", w.h_step_fi_swapped, "the gates scale the wrong terms"),
+    ("lstm_unroll", w.h_unroll_reversed, "the steps run backwards"),
+    ("shift_captions", w.h_shift_swapped, "inputs and targets are swapped"),
+    ("masked_loss", w.h_loss_per_batch, "divided by the number of captions"),
+    ("teacher_forced_logits", w.h_tf_always_start, None),
+    ("attend", w.h_attend_tanh_on_projected_only, None),
+    ("attention_step", w.h_step_attend_with_new_h, None),
+    ("scheduled_input", w.h_sched_temperature, None),
+    ("beam_step", w.h_beam_smallest, "keeps the lowest scores"),
+    ("collect_finished", w.h_finished_first_token, "must leave the beam"),
+    ("brevity_penalty", w.h_bp_flipped_ratio, "BP = exp(1 - r / c)"),
+    ("corpus_bleu", w.h_bleu_all_refs_length, "closest to each hypothesis"),
+    ("clipped_matches", w.h_clip_window_off, "the total is 2, expected 3"),
+    ("first_scores", w.h_first_live_last, "copies of <start> are live"),
+]
+
+
+@pytest.mark.parametrize("exercise, fn, names", HELD_OUT, ids=[fn.__name__ for _, fn, _ in HELD_OUT])
+def test_held_out_wrong_solutions_are_caught_and_named_where_listed(exercise, fn, names):
+    caught, said = _verdict(exercise, fn)
+    assert caught and said.startswith("❌"), said
+    if names is not None:
+        assert names in said, said
+    else:                                   # not named: the difference, the 2x3 block and the recipe step instead
+        assert "Re-read the recipe" in said, said

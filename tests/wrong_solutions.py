@@ -4,6 +4,7 @@ Written from what the exercise asks, not from the checks' `Mistake`s: several co
 another way, and some make a slip no `Mistake` lists, which only a probe can name.
 """
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -761,3 +762,153 @@ def fs_one(batch, k):
 
 def fs_list(batch, k):
     return [[0.0] + [-math.inf] * (k - 1) for _ in range(batch)]
+
+
+# ---------------------------------------------------------------- held out
+# Written after the probes, without looking at them (tests/test_catalogue.py: HELD_OUT).
+
+def h_vocab_specials_order(captions, min_freq):
+    counts = Counter(w for c in captions for w in tokenize(c))
+    return ["<start>", "<pad>", "<end>", "<unk>"] + sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def h_vocab_no_lower(captions, min_freq):
+    counts = Counter(w for c in captions for w in re.findall(r"\w+", c))
+    return ["<pad>", "<start>", "<end>", "<unk>"] + sorted((w for w in counts if counts[w] >= min_freq), key=lambda w: (-counts[w], w))
+
+
+def h_encode_tensor(caption, word_to_idx):
+    return torch.tensor([word_to_idx["<start>"]] + [word_to_idx.get(w, word_to_idx["<unk>"]) for w in tokenize(caption)] + [word_to_idx["<end>"]])
+
+
+def h_decode_stop_at_pad(ids, idx_to_word):
+    out = []
+    for i in ids:
+        w = idx_to_word[i]
+        if w == "<pad>":
+            break
+        if w not in ("<start>", "<end>"):
+            out.append(w)
+    return " ".join(out)
+
+
+def h_regions_view_back(f):
+    B, E = f.shape[:2]
+    return f.flatten(2).transpose(1, 2).contiguous().view(B, E, -1)
+
+
+def h_pool_amax(f, how):
+    return f.mean(1) if how == "avg" else torch.amax(f, dim=(0, 1))
+
+
+def h_pre_256(im, size):
+    x = torch.from_numpy(np.asarray(im.convert("RGB").resize((size, size)), dtype=np.float32)).permute(2, 0, 1) / 256
+    return (x - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+def h_step_tanh_f(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    i, f, g, o = (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, 1)
+    c = torch.tanh(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def h_step_fi_swapped(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    f, i, g, o = (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, 1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def h_unroll_reversed(xs, h, c, cell):
+    hs = []
+    for t in reversed(range(xs.shape[1])):
+        h, c = cell(xs[:, t], (h, c))
+        hs.append(h)
+    return torch.stack(hs, 1), (h, c)
+
+
+def h_shift_swapped(c):
+    return c[:, 1:], c[:, :-1]
+
+
+def h_loss_per_batch(logits, targets, pad_idx=0):
+    per = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return (per * (targets != pad_idx)).sum() / targets.shape[0]
+
+
+def h_tf_always_start(decoder, features, captions):
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    out = []
+    for t in range(captions.shape[1] - 1):
+        logits, state, _ = decoder.step(captions[:, 0], state, features, memo)
+        out.append(logits)
+    return torch.stack(out, 1)
+
+
+def h_attend_tanh_on_projected_only(f, p, h, W_h, w):
+    e = (torch.tanh(p) + (h @ W_h.T).unsqueeze(1)) @ w
+    a = torch.softmax(e, 1)
+    return (a.unsqueeze(2) * f).sum(1), a
+
+
+def h_step_attend_with_new_h(decoder, words, state, features, projected):
+    h, c = state
+    beta = torch.sigmoid(decoder.f_beta(h))
+    context0, _ = decoder.attention(features, projected, h)
+    h2, c2 = decoder.cell(torch.cat([decoder.embedding(words), beta * context0], 1), (h, c))
+    _, alpha = decoder.attention(features, projected, h2)
+    return decoder.fc(decoder.dropout(h2)), (h2, c2), alpha
+
+
+def h_sched_temperature(embedding, captions, logits, t, sample_prob, generator=None):
+    coin = torch.rand(captions.shape[0], generator=generator) < sample_prob
+    own = torch.multinomial(F.softmax(logits[:, t - 1].detach() / 2, -1), 1, generator=generator).squeeze(1)
+    return torch.where(coin[:, None], embedding(own), embedding(captions[:, t]))
+
+
+def h_beam_smallest(scores, logp, k):
+    V = logp.shape[1]
+    top, idx = (scores[:, None] + logp).reshape(-1).topk(k, largest=False)
+    return top, idx // V, idx % V
+
+
+def h_finished_first_token(seqs, scores, finished, length_norm=0.0):
+    live, ls, done = [], [], list(finished)
+    for s, sc in zip(seqs, scores):
+        if s[0] == END:
+            done.append((sc / len(s) ** length_norm, s))
+        else:
+            live.append(s); ls.append(sc)
+    return live, ls, done
+
+
+def h_bp_flipped_ratio(c, rs):
+    r = min(rs, key=lambda x: (abs(x - c), x))
+    return 1.0 if c > r else math.exp(r / c - 1)
+
+
+def h_bleu_all_refs_length(refs, hyps, max_n=4):
+    m, t = [0] * (max_n + 1), [0] * (max_n + 1)
+    c = r = 0
+    for rs, h in zip(refs, hyps):
+        for n in range(1, max_n + 1):
+            g, most = ngrams(h, n), Counter()
+            for ref in rs:
+                most |= ngrams(ref, n)
+            m[n] += sum((g & most).values()); t[n] += sum(g.values())
+        c += len(h); r += sum(len(x) for x in rs)
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return bp * math.exp(sum(math.log(m[n] / t[n]) for n in range(1, max_n + 1)) / max_n)
+
+
+def h_clip_window_off(h, refs, n):
+    g = Counter(tuple(h[i:i + n]) for i in range(len(h) - n))      # one n-gram short
+    most = Counter()
+    for r in refs:
+        most |= ngrams(r, n)
+    return sum((g & most).values()), sum(g.values())
+
+
+def h_first_live_last(batch, k):
+    s = torch.zeros(batch, k)
+    s[:, 0] = -math.inf                                              # "the first is special"
+    return s

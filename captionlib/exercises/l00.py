@@ -138,7 +138,10 @@ def _encode_no_tokenize(caption, word_to_idx):
 def _encode_parts(fn) -> str | None:
     """One rule of encoding at a time: indices, <start>/<end> around, tokenized words, <unk> for unknown ones."""
     said = []
-    got = list(fn("zebra", _W2I))
+    out = fn("zebra", _W2I)
+    if not isinstance(out, list):
+        return f"return a Python list of ints, not a {type(out).__name__} (the batches are padded from lists later)"
+    got = out
     if any(not isinstance(i, int) for i in got):
         return "return the words' indices (word_to_idx[w]), not the words"
     if got[:1] != [_W2I["<start>"]] or got[-1:] != [_W2I["<end>"]]:

@@ -182,6 +182,8 @@ def _unroll_parts(fn) -> str | None:
     if hs.shape == (B, T, H) and not torch.allclose(hs, want):
         if torch.allclose(hs, torch.tensor([11.0, 12.0, 13.0]).view(1, T, 1).expand(B, T, H)):
             said.append("hs collects the cell states c: collect h, the first item the cell returns")
+        elif torch.allclose(hs, torch.tensor([3.0, 5.0, 6.0]).view(1, T, 1).expand(B, T, H)):
+            said.append("the steps run backwards: step t reads xs[:, t] for t = 0, 1, ..., T-1 in that order")
         elif torch.allclose(hs, torch.tensor([0.0, 1.0, 3.0]).view(1, T, 1).expand(B, T, H)):
             said.append("hs is shifted by one: it holds the state before each step; append h after calling the cell")
     if isinstance(final, (tuple, list)) and len(final) == 2 and torch.is_tensor(final[1]):

@@ -127,6 +127,11 @@ def check_masked_loss(fn):
     def uniform_logits(fn) -> str | None:        # equal logits for all V words: the loss is log V, whatever the targets
         logits, targets = torch.zeros(2, 3, 10), torch.tensor([[4, 5, 0], [6, 0, 0]])
         got = float(fn(logits, targets, 0))
+        real, captions, positions = 3, 2, 6                              # 3 real targets in 2 captions of 3 positions
+        for n, what in ((captions, "the number of captions"), (positions, "every position, padding included")):
+            if abs(got - math.log(10) * real / n) < 1e-4:
+                return (f"the masked sum is divided by {what}: divide by the number of real (non-pad) tokens, "
+                        f"mask.sum(); with equal logits the loss must be log 10 = {math.log(10):.4f}, yours is {got:.4f}")
         if abs(got - math.log(10)) > 1e-4:
             return (f"with equal logits for all 10 words the loss must be log 10 = {math.log(10):.4f}, yours is {got:.4f}: "
                     f"use -log_softmax of the logits at the target (F.cross_entropy does both), not softmax or raw logits")

@@ -105,6 +105,9 @@ def _beam_parts(fn) -> str | None:
         if abs(top - float(scores[0] + logp[0, 0])) < 1e-4 or abs(top - float(logp[0, 0])) < 1e-4:
             said.append("the hypothesis's own score is not added: beam 1 (score -1) with a likely word must beat beam 0 "
                         "(score -10) with a very likely one; rank by scores[:, None] + logp")
+        elif top <= float((scores[:, None] + logp).min()) + 1e-4:
+            said.append("the top-k keeps the lowest scores: keep the largest (log-probabilities closest to 0), "
+                        "topk(k) with its default largest=True")
         elif abs(top - math.exp(want)) < 1e-4:
             said.append("the scores are probabilities: keep summed log-probabilities, scores[:, None] + logp")
         else:
