@@ -23,23 +23,51 @@ import torch
 
 from .images import ImageLoadError, normalize, resized
 
-__all__ = ["pixels", "EncodedImages", "load_encoder", "trunk_digest"]
+__all__ = ["pixels", "pixel_batches", "as_input", "EncodedImages", "load_encoder", "trunk_digest"]
+
+
+def _unreadable(i: int, error) -> RuntimeError:
+    return RuntimeError(f"fine-tuning reads every training image, and image {i} cannot be read: {error}. Remove it "
+                        "from the split (`captionlib prepare` lists every unreadable image)")
+
+
+def as_input(encoder, px: torch.Tensor, device, flip: list | None = None) -> torch.Tensor:
+    """(b, S, S, 3) uint8 pixels -> the encoder's input (b, 3, S, S) on `device`; flip[k]: mirror row k left to right."""
+    if flip is not None and any(flip):
+        px = px.clone()
+        px[torch.tensor(flip)] = px[torch.tensor(flip)].flip(2)          # the width axis
+    return normalize(px.to(device, non_blocking=True), encoder.backbone.mean, encoder.backbone.std)
 
 
 def pixels(encoder, images, rows: list, device, flip: list | None = None) -> torch.Tensor:
-    """images[rows] as the encoder's input (b, 3, S, S) on `device`; flip[k]: mirror row k left to right."""
-    size = encoder.backbone.image_size
+    """images[rows] decoded here, in this process, as the encoder's input (b, 3, S, S) (validation; `as_input`)."""
     out = []
     for i in rows:
         try:
-            out.append(resized(images[i], size))
+            out.append(resized(images[i], encoder.backbone.image_size))
         except ImageLoadError as e:
-            raise RuntimeError(f"fine-tuning reads every training image, and image {i} cannot be read: {e}. Remove it "
-                               "from the split (`captionlib prepare` lists every unreadable image)") from e
-    px = torch.from_numpy(np.stack(out))                                  # (b, S, S, 3) uint8
-    if flip is not None and any(flip):
-        px[torch.tensor(flip)] = px[torch.tensor(flip)].flip(2)          # the width axis
-    return normalize(px.to(device, non_blocking=True), encoder.backbone.mean, encoder.backbone.std)
+            raise _unreadable(i, e) from e
+    return as_input(encoder, torch.from_numpy(np.stack(out)), device, flip)
+
+
+def pixel_batches(encoder, images, batches: list, workers: int):
+    """Yield each batch's images[rows] as (b, S, S, 3) uint8, in order. With workers, DataLoader processes decode
+    and resize the next batches while the current one trains (features.py's `_Pixels`, which extraction uses too)."""
+    from torch.utils.data import DataLoader
+
+    from .features import _as_list, _Pixels
+
+    flat, spans, start = [i for rows in batches for i in rows], [], 0
+    for rows in batches:                                                # each batch's positions in flat
+        spans.append(list(range(start, start + len(rows))))
+        start += len(rows)
+    loader = DataLoader(_Pixels(images, flat, encoder.backbone.image_size), batch_sampler=spans, num_workers=workers,
+                        collate_fn=_as_list, prefetch_factor=2 if workers else None)
+    for batch in loader:
+        for i, px, error in batch:
+            if px is None:
+                raise _unreadable(i, error)
+        yield torch.from_numpy(np.stack([px for _, px, _ in batch]))
 
 
 class EncodedImages:

@@ -212,7 +212,10 @@ class Trainer:
                 raise ValueError("self-critical training reads cached features: run it without --fine-tune-encoder")
             from .finetune import EncodedImages
 
+            from .features import default_workers
+
             self.encoder, self.train_images = encoder.to(self.device), images
+            self.loader_workers = default_workers(len(images))             # decoding processes beside training
             self.encoder.fine_tune(config.fine_tune_encoder)
             self.encoder.train()                                           # batch norms stay in eval (Encoder.train)
             val_features = EncodedImages(self.encoder, val_images, self.device)
@@ -333,16 +336,26 @@ class Trainer:
         g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch + 7_919)
         return torch.rand(len(self.pairs), generator=g) < 0.5
 
-    def _xe_batch(self, batch: list, flips: torch.Tensor | None) -> tuple:
-        """(features (b, P, E), or the images (b, 3, S, S) when fine-tuning; captions (b, T); lengths; rows)."""
+    def _image_stream(self, batches: list):
+        """Fine-tuning: the (b, S, S, 3) uint8 pixels of each batch's images, decoded ahead by DataLoader workers."""
+        from .finetune import pixel_batches
+
+        rows = [[self.pairs.pairs[k][0] for k in batch] for batch in batches]
+        return iter(pixel_batches(self.encoder, self.train_images, rows, self.loader_workers))
+
+    def _xe_batch(self, batch: list, flips: torch.Tensor | None, px: torch.Tensor | None = None) -> tuple:
+        """(features (b, P, E), or the images (b, 3, S, S) when fine-tuning; captions (b, T); lengths; rows).
+        px: when fine-tuning, the batch's decoded pixels (b, S, S, 3) if already at hand (`_image_stream`)."""
         if self.encoder is not None:
-            from .finetune import pixels
+            from .finetune import as_input, pixels
             from .vocab import pad_captions
 
             rows = [self.pairs.pairs[k][0] for k in batch]
             flip = [bool(flips[k]) for k in batch] if flips is not None else None
             captions, lengths = pad_captions([self.pairs.pairs[k][1] for k in batch])
-            return pixels(self.encoder, self.train_images, rows, self.device, flip), captions, lengths, torch.tensor(rows)
+            x = as_input(self.encoder, px, self.device, flip) if px is not None else \
+                pixels(self.encoder, self.train_images, rows, self.device, flip)
+            return x, captions, lengths, torch.tensor(rows)
         items = [self.pairs[k] for k in batch]
         if flips is not None:
             items = [(torch.from_numpy(np.asarray(self.mirror[i], dtype=np.float32)) if flips[k] else f, c, i)
@@ -480,10 +493,13 @@ class Trainer:
             flips = self._flips(self.epoch)
             label = f"epoch {self.epoch + 1}/{cfg.epochs + cfg.scst_epochs}" + (" (self-critical)" if self.phase == "scst" else "")
             bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=label, disable=not progress, leave=False)
-            for b in batches[self.step_in_epoch:]:
+            left = batches[self.step_in_epoch:]
+            shares = [self._share(b) if self.world is not None else (b, (1.0, 1.0)) for b in left] if self.phase == "xe" else []
+            images = self._image_stream([mine for mine, _ in shares]) if self.encoder is not None and shares else None
+            for k, b in enumerate(left):
                 if self.phase == "xe":
-                    mine, share = self._share(b) if self.world is not None else (b, (1.0, 1.0))
-                    feats, caps, _, _ = self._xe_batch(mine, flips)
+                    mine, share = shares[k]
+                    feats, caps, _, _ = self._xe_batch(mine, flips, next(images) if images is not None else None)
                     loss = self.train_step(feats.to(self.device), caps.to(self.device), p, share)
                     self.history["step_loss"].append(loss)
                     bar.set_postfix(loss=f"{loss:.3f}")

@@ -54,6 +54,17 @@ def test_fine_tuning_moves_the_last_block_only_keeps_batch_norm_statistics_and_s
     assert not torch.equal(state["encoder_model"]["3.weight"], before["3.weight"])
 
 
+def test_images_decoded_by_loader_workers_train_exactly_as_decoded_in_the_process(tmp_path):
+    """The training images come through DataLoader workers (finetune.pixel_batches), in the batches' order."""
+    here, ahead = trainer(tmp_path, "here.pt"), trainer(tmp_path, "ahead.pt")
+    here.loader_workers, ahead.loader_workers = 0, 2
+    here.fit(progress=False)
+    ahead.fit(progress=False)
+    for (n, x), (_, y) in zip(here.encoder.trunk.state_dict().items(), ahead.encoder.trunk.state_dict().items()):
+        assert torch.equal(x, y), n
+    assert here.history["step_loss"] == ahead.history["step_loss"]
+
+
 def test_a_fine_tuning_run_resumes_exactly_and_refuses_another_k(tmp_path):
     full = trainer(tmp_path, "full.pt")
     full.fit(progress=False)
