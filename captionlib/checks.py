@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -258,8 +259,6 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
 
 def _recipe_step(recipe: dict, generic: str) -> str | None:
     """The recipe step for the output named first in `generic` ("output[1] ..." -> recipe[1]), else recipe[None]."""
-    import re
-
     m = re.search(r"output\[(\d+)\]", generic)
     key = int(m.group(1)) if m else None
     return recipe.get(key, recipe.get(None))

@@ -63,7 +63,8 @@ def init(device: str = "auto", timeout_min: float = 120) -> World | None:
     rank, size, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     if str(device).startswith("mps"):
         raise ValueError("distributed training runs on CUDA GPUs (NCCL) or CPUs (gloo), not on Apple's MPS")
-    cuda = torch.cuda.is_available() and str(device) in ("auto", "cuda") or str(device).startswith("cuda")
+    asked = str(device)
+    cuda = asked.startswith("cuda") or (asked == "auto" and torch.cuda.is_available())
     if cuda:
         if not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA GPU here")

@@ -317,9 +317,10 @@ class Trainer:
             torch.set_rng_state(s["rng"])
         elif ranks is not None and len(ranks) == self.world.size:
             torch.set_rng_state(ranks[self.world.rank])
-        else:                                                              # saved by another number of processes
-            torch.set_rng_state(s["rng"]) if self.world.main else \
-                torch.manual_seed(self.config.seed + 7_919 * self.world.rank + self.global_step)
+        elif self.world.main:                                              # saved by another number of processes
+            torch.set_rng_state(s["rng"])
+        else:
+            torch.manual_seed(self.config.seed + 7_919 * self.world.rank + self.global_step)
 
     # ------------------------------------------------------------ training
 

@@ -12,34 +12,24 @@ import os
 import signal
 import sys
 
-import numpy as np
-
+import test_train                                      # tests/ is this script's folder, so on its path
 from captionlib import distributed
 from captionlib.decoder import DecoderConfig
 from captionlib.train import TrainConfig, Trainer
 from captionlib.vocab import Vocab
 
-N, P, E = 40, 4, 6
-COLOURS = ["red", "blue", "green", "yellow"]
-
-
 def toy():
-    """(The 29 training images give 58 captions: batches of 19, 19, 19 and 1, so in the last one rank 1 has none.)
-    Features whose first channel encodes a colour; captions of 3 to 10 words name it, so the shards of a
-    batch hold different numbers of real tokens (where a mean of per-process means would be wrong)."""
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 4, N)
-    feats = rng.normal(0, 0.1, (N, P, E)).astype(np.float16)
-    feats[np.arange(N), :, 0] = labels[:, None]
-    captions = [[f"a {COLOURS[k]} circle", f"there is one {COLOURS[k]} circle here on the left side"] for k in labels]
-    return feats, captions
+    """test_train's toy data with captions of 3 and 10 words, so the shards of a batch hold different numbers of
+    real tokens (where a mean of per-process means would be wrong). The 29 training images give 58 captions:
+    batches of 19, 19, 19 and 1, so in the last one rank 1 has none."""
+    return test_train.toy(lambda colour: [f"a {colour} circle", f"there is one {colour} circle here on the left side"])
 
 
 def trainer(checkpoint, world=None, **kw) -> Trainer:
     feats, captions = toy()
     vocab = Vocab.build([c for cs in captions for c in cs])
     # dropout 0: one process and two draw different dropout masks, so only without it are the numbers the same
-    dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=E, embed_dim=8, hidden_dim=16, attention_dim=8, dropout=0.0)
+    dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=test_train.E, embed_dim=8, hidden_dim=16, attention_dim=8, dropout=0.0)
     tc = TrainConfig(**{"epochs": 3, "batch_size": 19, "lr": 1e-2, "seed": 0, "device": "cpu", "patience": 10,
                         "alpha_c": 1.0, "checkpoint_every": 1, **kw})
     return Trainer(dc, vocab, feats, captions, range(29), feats, captions, range(30, 40), tc, checkpoint, world=world)

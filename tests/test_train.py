@@ -11,14 +11,13 @@ N, P, E = 40, 4, 6
 COLOURS = ["red", "blue", "green", "yellow"]
 
 
-def toy():
-    """Features whose first channel encodes a colour; captions name it. Learnable in a few steps."""
+def toy(describe=lambda colour: [f"there is a {colour} circle", f"a {colour} circle is here"]):
+    """Features whose first channel encodes a colour; captions (describe(colour)) name it. Learnable in a few steps."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, N)
     feats = rng.normal(0, 0.1, (N, P, E)).astype(np.float16)
     feats[np.arange(N), :, 0] = labels[:, None]
-    captions = [[f"there is a {COLOURS[k]} circle", f"a {COLOURS[k]} circle is here"] for k in labels]
-    return feats, captions
+    return feats, [describe(COLOURS[k]) for k in labels]
 
 
 def trainer(tmp_path, name="ck.pt", **kw):
