@@ -241,11 +241,8 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
     folder.mkdir(parents=True, exist_ok=True)
     if world is None:
         with RunLock(folder / "features", doing="extracting features into", wait=True):   # two kernels, one cache
-            store = _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
-            if _rank_files(folder):                                   # a distributed run's, killed: now folded in
-                _merge(folder)
-                store = FeatureStore(folder)
-            return store
+            _merge(folder)                                             # what a killed distributed run left
+            return _extract(encoder, images, folder, key, upto, batch_size, device, progress, workers, commit_every, label)
     import torch.distributed as dist
 
     device = world.device
@@ -266,9 +263,10 @@ def extract_features(encoder, images: Sequence, key: str, root: str | Path, *, u
 def _merge(folder: Path) -> None:
     """Fold the processes' progress files into the cache's own (bad images, checksums, then done), and remove them."""
     parts = _rank_files(folder)
-    if not parts:
+    opened = _open_cache(folder, json.loads((folder / "meta.json").read_text())["shape"][0]) if parts else None
+    if opened is None:                                                 # nothing to fold in, or a damaged cache
         return
-    shape, done, bad, sums = _open_cache(folder, json.loads((folder / "meta.json").read_text())["shape"][0])
+    shape, done, bad, sums = opened
     atomic_write(folder / "bad.json", lambda f: f.write(json.dumps(bad).encode()))
     atomic_write(folder / "blocks.json", lambda f: f.write(json.dumps({"rows": BLOCK, "sums": sums}).encode()))
     atomic_write(folder / "done.npy", lambda f: np.save(f, done))
