@@ -48,13 +48,13 @@ FRACTION = _number(float, 0, 1, high_open=True)              # dropout, EMA deca
 DECAY = _number(float, 0, 1, low_open=True)                  # a learning-rate factor per epoch
 
 
-def _text(what: str):
-    def parse(text: str) -> str:
-        if not text.strip():
-            raise argparse.ArgumentTypeError(f"{what} is empty")
-        return text
-    parse.__name__ = "str"
-    return parse
+def _checkpoint_path(text: str) -> str:
+    """An empty --checkpoint is refused, not taken for the default: it is usually an unset shell variable
+    (--checkpoint "$CKPT"), and quietly using another model than the one meant would be worse."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty (an unset shell variable?). Leave --checkpoint out to use "
+                                         "the default, or give the checkpoint's path")
+    return text
 
 
 def _folder(text: str) -> str:
@@ -161,6 +161,21 @@ def _min_freq(a) -> int:
     return RECIPES["shapes" if a.dataset == "shapes" else "real"]["min_freq"]
 
 
+def _noted(note: str) -> str:
+    return note if note.startswith("warning:") else f"note: {note}"
+
+
+def _dataset_notes(dataset: str, root: str | None, main: bool = True) -> None:
+    """What reading a real dataset's folder skipped or noticed (the notes `prepare` prints), one line each on stderr."""
+    if dataset == "shapes" or not main:
+        return
+    from .datasets import check_folder
+    from .utils import data_root
+
+    for note in check_folder(dataset, root or data_root() / dataset).notes:
+        print(_noted(note), file=sys.stderr)
+
+
 def cmd_prepare(a) -> int:
     """Check a real dataset's folder, build its vocabulary and extract (cache) its features."""
     from . import distributed
@@ -179,7 +194,7 @@ def cmd_prepare(a) -> int:
     layout = check_folder(a.dataset, a.root or data_root() / a.dataset)
     say(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
     for note in layout.notes:
-        say(f"  {'' if note.startswith('warning:') else 'note: '}{note}")
+        say(f"  {_noted(note)}")
     splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root)) for s in ("train", "val", "test")}
     for s, split in splits.items():
         say(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")
@@ -232,6 +247,7 @@ def cmd_train(a) -> int:
     torch.manual_seed(a.seed)
     options = _options(a.dataset, a.root)
     train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
+    _dataset_notes(a.dataset, a.root, main)
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
     share = {"device": device, "world": world, "progress": main}
@@ -282,6 +298,7 @@ def cmd_evaluate(a) -> int:
     from .features import features_for
 
     decoder, vocab, meta, encoder, device = _trained(a)
+    _beam_fits(a.beam_size, len(vocab), a.max_len, 100, device)          # score_beams decodes 100 images at a time
     if a.length_norm is None:
         a.length_norm = meta.get("length_norm", 0.0)                     # what the model was selected with
     dataset = meta.get("dataset", a.dataset) if a.dataset_default else a.dataset
@@ -289,6 +306,7 @@ def cmd_evaluate(a) -> int:
         print(f"note: the model was trained on {meta['dataset']}; evaluating it on {dataset}, as --dataset says", file=sys.stderr)
     folder = a.root or (meta.get("folder") if dataset == meta.get("dataset") else None)
     split = load_split(dataset, a.split, **_options(dataset, folder))
+    _dataset_notes(dataset, folder)
     n = min(a.limit or len(split), len(split))
     store = features_for(split, encoder, upto=n, device=a.device)
     idx = store.valid(n)
@@ -355,6 +373,49 @@ def _attention_figure(out: str, path: str, several: bool) -> Path:
     return out.with_name(f"{out.stem}-{Path(path).stem}{out.suffix or '.png'}") if several else out
 
 
+def _free_bytes(device) -> int | None:
+    """Memory free for the beam's scores on `device` (None: unknown)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _beam_fits(beam_sizes, vocab_size: int, max_len: int, images: int, device) -> None:
+    """Refuse, before any work, a beam whose scores cannot fit in memory (a beam of 10^9 would ask for 168 GB)."""
+    from .beam import possible_captions
+
+    free = _free_bytes(device)
+    for k in beam_sizes:
+        k_eff = min(k, possible_captions(vocab_size, max_len))       # wider than every possible caption: no more
+        need = 3 * images * k_eff * vocab_size * 4                      # scores, log-probs and top-k of (images*K, V)
+        if free is not None and need > free:
+            fits = max(1, free // (3 * images * vocab_size * 4))
+            raise ValueError(f"--beam-size {k}: a beam that wide needs about {need / 2 ** 30:.0f} GB for its scores "
+                             f"({images} image(s) x {k_eff:,} beams x {vocab_size:,} words), more than the "
+                             f"{free / 2 ** 30:.0f} GB free here; the widest that fits is about {fits:,}. Beams wider "
+                             "than about 10 rarely give better captions (lesson 06)")
+
+
+STDIN = ("-", "/dev/stdin")        # `captionlib caption - < photo.jpg`, or an image piped in
+
+
+def _stdin_image():
+    """The image piped into standard input."""
+    from .images import ImageLoadError, load_image
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise ImageLoadError("standard input (-) is the terminal, not an image: pipe one in, e.g. "
+                             "`captionlib caption - < photo.jpg`, or name the file instead of -")
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise ImageLoadError("standard input (-) is empty: nothing was piped in. Pipe an image in, e.g. "
+                             "`captionlib caption - < photo.jpg`, or name the file instead of -")
+    return load_image("standard input", data=data)
+
+
 def cmd_caption(a) -> int:
     from .beam import END, beam_search
     from .encoder import folded
@@ -364,11 +425,12 @@ def cmd_caption(a) -> int:
     length_norm = meta.get("length_norm", 0.0) if a.length_norm is None else a.length_norm
     if a.attention and not decoder.config.attention:
         raise ValueError("--attention needs a Show-Attend-Tell model; this checkpoint is Show and Tell (no attention)")
+    _beam_fits([a.beam_size], len(vocab), a.max_len, min(16, len(a.images)), device)
     encoder = folded(encoder.to(device).eval())
     loaded, bad = [], []
     for path in a.images:
         try:
-            loaded.append((path, load_image(path)))
+            loaded.append((path, _stdin_image() if path in STDIN else load_image(path)))
         except ImageLoadError as e:
             print(f"error: {e}", file=sys.stderr)
             bad.append(path)
@@ -425,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                             "resnet50/101[-s16] (weights from the torch hub cache)")
         s.add_argument("--grid", type=POSITIVE, default=None, help="pool the feature map to GRID x GRID regions (default: its own size)")
         s.add_argument("--device", default="auto")
-        s.add_argument("--checkpoint", type=_text("the path"), help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
+        s.add_argument("--checkpoint", type=_checkpoint_path, help="train: where to write it (default data/cache/checkpoints/DATASET-BACKBONE.pt); "
                        "evaluate: default that file; caption: default the shipped data/checkpoints/flickr8k-efficientnet-lite0.pt")
         if name == "evaluate":
             s.add_argument("--beam-size", type=POSITIVE, nargs="+", default=[3], help="one or more, e.g. --beam-size 1 3 5")
@@ -502,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "caption": cmd_caption, "prepare": cmd_prepare,
                 "export": cmd_export}[a.cmd](a)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:          # OSError: a file the system refused (named in e)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

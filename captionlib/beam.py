@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Caption", "greedy", "sample", "beam_search"]
+__all__ = ["Caption", "greedy", "sample", "beam_search", "possible_captions"]
 
 PAD, START, END = 0, 1, 2  # fixed by captionlib.vocab.SPECIALS
 
@@ -86,6 +86,18 @@ def sample(decoder, features: torch.Tensor, max_len: int = 20, temperature: floa
     return out
 
 
+def possible_captions(V: int, max_len: int) -> int:
+    """How many different captions a vocabulary of V tokens (specials included) can make in at most max_len steps:
+    W = V - 3 words (<pad>, <start> are never generated, <end> ends a caption), so Σ_{l<L} W^l finished ones and
+    W^L cut at max_len. A beam wider than this keeps nothing more: its extra beams stay empty."""
+    W, total = max(V - 3, 0), 0
+    for length in range(max_len + 1):
+        total += W ** length
+        if total > 2 ** 40:                      # far wider than any beam that fits in memory
+            return 2 ** 40
+    return total
+
+
 def _expand(x, K):
     return x.repeat_interleave(K, dim=0)  # (B, ...) -> (B*K, ...), beams of one image adjacent
 
@@ -103,7 +115,9 @@ def beam_search(decoder, features: torch.Tensor, beam_size: int = 3, max_len: in
     Returns:
         one Caption per image: tokens, score, attention maps (len, P).
     """
-    B, K, device, decoder = features.shape[0], beam_size, features.device, _searcher(decoder)
+    V = getattr(getattr(decoder, "config", None), "vocab_size", None)
+    K = min(beam_size, possible_captions(V, max_len)) if V else beam_size   # wider keeps nothing more
+    B, device, decoder = features.shape[0], features.device, _searcher(decoder)
     feats = features                                                       # (B, P, E): the K beams of an image share
     memo = decoder.prepare(features)                                       # its regions and their projection (B, P, A)
     state = decoder.init_state(features)                                   # (B, H) each: the K beams start alike,

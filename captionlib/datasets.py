@@ -213,12 +213,18 @@ def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
             return _SCANNED[key]
         splits = {}
         for split, items in READERS[layout.format](layout).items():
-            signatures, missing = [], []
+            signatures, missing, odd = [], [], []
             for f, _ in items:
                 try:
                     signatures.append(_signature(layout.image_dir / f))
                 except FileNotFoundError:
                     missing.append(f)
+                except OSError as e:                 # a folder (or a file this user may not read) where an image should be
+                    signatures.append(f"unreadable-{type(e).__name__}")
+                    odd.append((f, "a folder" if isinstance(e, IsADirectoryError) else e.strerror or type(e).__name__))
+            if odd:                                  # listed like other unreadable images: skipped when features are made
+                layout.notes.append(f"warning: {len(odd)} {split} image(s) cannot be read and will be skipped: "
+                                    + ", ".join(f"{f} ({why})" for f, why in odd[:3]) + (" ..." if len(odd) > 3 else ""))
             if not items:
                 problems.append(f"the {split} split is empty in {layout.caption_file.name}")
             if missing:

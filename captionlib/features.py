@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .encoder import folded
 from .images import ImageLoadError, normalize, resized
-from .utils import RunLock, atomic_write, pick_device
+from .utils import RunLock, atomic_write, pick_device, warn
 
 __all__ = ["cache_key", "FeatureStore", "FeatureCacheError", "BLOCK", "default_workers", "extract_features", "features_for"]
 
@@ -204,12 +203,12 @@ def _open_cache(folder: Path, n: int):
         size = (folder / "features.f16").stat().st_size
         sums = _read_sums(folder, bad)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        warnings.warn(f"feature cache {folder} is damaged ({type(e).__name__}: {e}); extracting its features again")
+        warn(f"feature cache {folder} is damaged ({type(e).__name__}: {e}); extracting its features again")
         return None
     if shape[0] != n:
         raise ValueError(f"feature cache {folder} holds {shape[0]} images but the dataset has {n}; delete the folder to rebuild it")
     if len(shape) != 3 or done.shape != (n,) or done.dtype != bool or size != n * shape[1] * shape[2] * 2:
-        warnings.warn(f"feature cache {folder} is damaged (features.f16 has {size} bytes for {shape}, done.npy "
+        warn(f"feature cache {folder} is damaged (features.f16 has {size} bytes for {shape}, done.npy "
                       f"{done.shape}); extracting its features again")
         return None
     return shape, _with_checksummed(done, sums), bad, sums
@@ -344,7 +343,7 @@ def _extract(encoder, images, folder: Path, key: str, upto, batch_size, device, 
             idx = [i for i, px, _ in batch if px is not None]
             for i, _, error in batch:
                 if error is not None:
-                    warnings.warn(f"skipping image {i}: {error}")
+                    warn(f"skipping image {i}: {error}")
                     bad[str(i)] = error
                     if world is not None:
                         own["bad"][str(i)] = error

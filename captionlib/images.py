@@ -92,13 +92,29 @@ def _check_file(path: str | Path) -> None:
     except OSError as e:          # a symlink loop, a name too long, ...
         raise ImageLoadError(f"{path}: cannot be reached ({e.strerror or e}).") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ImageLoadError(f"{path} is a folder, not an image file: name the images in it (e.g. {path}/*.jpg).")
+        raise ImageLoadError(f"{path} is a folder, not an image file{_inside(path)}")
     if not stat.S_ISREG(info.st_mode):
-        raise ImageLoadError(f"{path} is not a regular file (a pipe, socket or device): copy the image to a file first.")
+        raise ImageLoadError(f"{path} is not a regular file (a pipe, socket or device): save the image to a file and "
+                             "name that file.")
     if not os.access(path, os.R_OK):
         raise ImageLoadError(f"{path}: permission denied: this user may not read it (chmod a+r, or copy it).")
     if info.st_size == 0:
         raise ImageLoadError(f"{path} is empty (0 bytes): a download that failed? Download it again, or remove it.")
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _inside(folder: Path) -> str:
+    """What a folder given as an image holds, said so that the person can name the right file."""
+    try:
+        images = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError:
+        return "."
+    if not images:
+        return " (it holds no image files)."
+    shown = " ".join(str(folder / name) for name in images[:3])
+    return f". It holds {len(images)} image file(s); name them, e.g. {shown}" + (" ..." if len(images) > 3 else "")
 
 
 def resized(img: Image.Image, size: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -126,8 +127,7 @@ WEIGHTS = ("model", "best_model", "encoder_model", "best_encoder_model")   # the
 
 
 def weights_digest(s: dict) -> str:
-    """sha256 of the weights a checkpoint is used with (`WEIGHTS`: names, dtypes, shapes, bytes);
-    stored at save time, so a flipped byte inside a tensor is refused at load time instead of used."""
+    """sha256 of the weights a checkpoint is used with (`WEIGHTS`: names, dtypes, shapes, bytes)."""
     h = hashlib.sha256()
     for key in WEIGHTS:
         for name, v in sorted((s.get(key) or {}).items()):
@@ -136,6 +136,50 @@ def weights_digest(s: dict) -> str:
                 h.update(f"{key}/{name}/{t.dtype}/{tuple(t.shape)};".encode())
                 h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")   # 0-d too
     return h.hexdigest()
+
+
+# What the weights mean depends on more than their bytes: the word each output row stands for (the vocabulary
+# and its tokenizer), the decoder's settings, and the encoder whose features they read. A checkpoint stores a
+# digest of each part, so an edited vocabulary (same size, other order) is refused by name, not used to caption.
+MEANING = ("backbone", "grid", "length_norm")          # the metadata entries that change what the weights do
+
+
+def content_digests(s: dict) -> dict:
+    """{part: sha256} for the weights, the vocabulary (with its tokenizer), the decoder settings and the encoder."""
+    plain = lambda x: hashlib.sha256(json.dumps(x, sort_keys=True, default=str).encode()).hexdigest()   # noqa: E731
+    meta = s.get("meta") or {}
+    return {"weights": weights_digest(s), "vocabulary": plain(s.get("vocab")), "decoder settings": plain(s.get("decoder_config")),
+            "encoder and decoding settings": plain({k: meta.get(k) for k in MEANING})}
+
+
+def _settings_problem(s: dict) -> str | None:
+    """What is wrong with a checkpoint's decoder settings or encoder metadata (values that would break the model)."""
+    c, meta = s["decoder_config"], s.get("meta") or {}
+    for key in ("vocab_size", "encoder_dim", "embed_dim", "hidden_dim", "attention_dim"):
+        v = c.get(key, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            return f"its decoder setting {key} = {v!r} is not a positive whole number"
+    dropout = c.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        return f"its decoder setting dropout = {dropout!r} is not in [0, 1)"
+    grid = meta.get("grid")
+    if grid is not None and (not isinstance(grid, int) or isinstance(grid, bool) or not 1 <= grid <= 64):
+        return f"its encoder grid = {grid!r} is not a whole number of regions per side (1 to 64)"
+    if "backbone" in meta and not (isinstance(meta["backbone"], str) and meta["backbone"]):
+        return f"its backbone = {meta['backbone']!r} is not a backbone name"
+    return None
+
+
+def _foreign_shapes(s: dict, key: str) -> str | None:
+    """When the weights in `key` have other shapes than the checkpoint's decoder settings give: which, said plainly."""
+    try:
+        expected = build_decoder(DecoderConfig(**s["decoder_config"])).state_dict()
+    except (TypeError, ValueError):
+        return None
+    for name, v in (s.get(key) or {}).items():
+        if name in expected and torch.is_tensor(v) and tuple(v.shape) != tuple(expected[name].shape):
+            return f"{name} is {tuple(v.shape)} where its settings give {tuple(expected[name].shape)}"
+    return None
 
 
 def non_finite(tensors: dict) -> list[str]:
@@ -162,9 +206,28 @@ def _check_state(path, s) -> dict:
         if bad:
             raise ValueError(f"{path}: the weights {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} in {key!r} hold "
                              "NaN or inf; that run diverged. Retrain (a lower --lr) rather than use it")
-    if "weights_sha256" in s and s["weights_sha256"] != weights_digest(s):
-        raise ValueError(f"{path}: its weights do not match the checksum saved with them: the file was damaged after "
-                         "it was written (disk, copy or download). Use another copy, or train it again")
+    words = len(Vocab.from_state_dict(s["vocab"]))                         # a captionlib vocabulary, else it says so
+    if s["decoder_config"].get("vocab_size") != words:
+        raise ValueError(f"{path}: the model expects {s['decoder_config'].get('vocab_size')} words but the vocabulary "
+                         f"has {words}; the file was edited or mixes two models. Use another copy, or train it again")
+    problem = _settings_problem(s)
+    if problem:
+        raise ValueError(f"{path}: {problem}; the file was edited or damaged. Use another copy, or train it again")
+    stored = s.get("digests") or ({"weights": s["weights_sha256"]} if "weights_sha256" in s else {})
+    if stored:
+        now = content_digests(s)
+        changed = [part for part, digest in stored.items() if now.get(part) != digest]
+        if "weights" in changed:
+            foreign = next(filter(None, (_foreign_shapes(s, k) for k in ("best_model", "model"))), None)
+            if foreign:
+                raise ValueError(f"{path}: its weights are another model's ({foreign}): the file's weights and its "
+                                 "settings come from two different models. Use the file as training wrote it, or train again")
+            raise ValueError(f"{path}: its weights do not match the checksum saved with them: the file was damaged after "
+                             "it was written (disk, copy or download). Use another copy, or train it again")
+        if changed:
+            raise ValueError(f"{path}: its {' and '.join(changed)} changed after the weights were saved (e.g. a vocabulary "
+                             "edited or reordered: each output row of the model means the word at its place, so it would "
+                             "caption in the wrong words). Use the file as it was written, or train again")
     return s
 
 
@@ -280,7 +343,7 @@ class Trainer:
         state = self.state()
         if rngs is not None:
             state["rng_ranks"] = rngs                                      # each process's own, for --resume
-        state["weights_sha256"] = weights_digest(state)
+        state["digests"] = content_digests(state)
         atomic_save(state, self.checkpoint)
 
     def load(self, path: str | Path) -> None:
@@ -627,7 +690,7 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
                "decoder_config": s["decoder_config"], "vocab": s["vocab"], "train_config": s.get("train_config", {}),
                "meta": {**s.get("meta", {}), **(meta or {})}, "history": history, "best_bleu": s.get("best_bleu"), "notes": notes or {},
                "format": "captionlib-release"}
-    release["weights_sha256"] = weights_digest(release)
+    release["digests"] = content_digests(release)
     return atomic_save(release, out)
 
 
@@ -636,8 +699,6 @@ def load_model(path: str | Path, device: str = "auto"):
     s = _check_state(path, load_checkpoint(path))
     vocab = Vocab.from_state_dict(s["vocab"])
     config = DecoderConfig(**s["decoder_config"])
-    if config.vocab_size != len(vocab):
-        raise ValueError(f"{path}: the model expects {config.vocab_size} words but the vocabulary has {len(vocab)}")
     decoder = build_decoder(config)
     try:   # float16 weights (a shipped model) are copied into the float32 parameters
         decoder.load_state_dict(s.get("best_model") or s["model"])

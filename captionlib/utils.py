@@ -1,21 +1,53 @@
 """Small helpers every module shares: device choice, seeding, the data folder, atomic saves."""
 from __future__ import annotations
 
+import errno
 import glob
+import io
 import os
 import random
+import shutil
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["pick_device", "seed_everything", "data_root", "shipped_checkpoint", "atomic_write", "atomic_save", "load_checkpoint",
+__all__ = ["CaptionlibWarning", "warn", "DiskFullError", "pick_device", "seed_everything", "data_root", "shipped_checkpoint", "atomic_write", "atomic_save", "load_checkpoint",
            "RunLock"]
 
 CHECKOUT = Path(__file__).resolve().parents[1]   # the course's folder, when captionlib runs from it
+
+
+class CaptionlibWarning(UserWarning):
+    """Something captionlib handled on purpose and tells you about (a damaged cache rebuilt, an image skipped).
+    Shown as one line, "warning: ...", like the command line's other notes: not as Python's warning with
+    the source file and line, which is about captionlib's code, not about your data. Still a warning, so
+    `warnings.simplefilter` and pytest.warns see it."""
+
+
+_format = warnings.formatwarning
+
+
+def _formatwarning(message, category, filename, lineno, line=None):
+    if issubclass(category, CaptionlibWarning):
+        return f"warning: {message}\n"
+    return _format(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = _formatwarning
+
+
+def warn(message: str) -> None:
+    """Tell the user about something handled on purpose: one line on stderr, "warning: MESSAGE"."""
+    warnings.warn(message, CaptionlibWarning, stacklevel=2)
+
+
+class DiskFullError(RuntimeError):
+    """A file could not be written because the disk, a quota or a file-size limit is full."""
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -43,7 +75,12 @@ def seed_everything(seed: int) -> None:
 def data_root() -> Path:
     """Where datasets and caches live: $CAPTIONLIB_DATA, else the checkout's data/, else ~/.cache/captionlib."""
     if os.environ.get("CAPTIONLIB_DATA"):
-        return Path(os.environ["CAPTIONLIB_DATA"]).expanduser()
+        root = Path(os.environ["CAPTIONLIB_DATA"]).expanduser()
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"CAPTIONLIB_DATA={os.environ['CAPTIONLIB_DATA']} names a file, not a folder. The variable "
+                                     "says where captionlib keeps datasets and caches: point it at a folder (it is made "
+                                     "if missing), or unset it to use the course's data/")
+        return root
     checkout = CHECKOUT / "data"
     if (checkout / "README.md").exists():
         return checkout
@@ -69,11 +106,27 @@ def atomic_write(path: str | Path, write) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())               # mkstemp makes 0600; a saved file should read like any other
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise DiskFullError(_full(path, e)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sweep(path)
     return path
+
+
+def _full(path: Path, e: OSError) -> str:
+    """What a full disk (or quota, or file-size limit) means for the file that was being written."""
+    what = {errno.EFBIG: "a file-size limit (ulimit -f) is reached"}.get(e.errno, "the disk (or your quota) is full")
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 2 ** 20:.0f} MB are free in {path.parent}"
+    except OSError:
+        free = ""
+    kept = f"The previous {path} is intact." if path.exists() else f"Nothing was written to {path}."
+    return f"could not write {path}: {what}{free}. {kept} Free some space (or raise the limit) and run again"
 
 
 STALE_TMP_S = 3600      # no save takes an hour: a temporary file that old was left by a killed process
@@ -97,8 +150,11 @@ def _umask() -> int:
 
 
 def atomic_save(obj, path: str | Path) -> Path:
-    """torch.save, atomically (see atomic_write)."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    """torch.save, atomically (see atomic_write). Serialised in memory first, so a full disk fails in the write
+    with the operating system's own reason (DiskFullError), not inside torch's zip writer."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
     (["train", "--epochs", "three"], "--epochs: 'three' is not an integer"),
     (["evaluate", "--split", "bogus"], "invalid choice: 'bogus'"),
     (["train", "--dataset", "flikr8k"], "invalid choice: 'flikr8k'"),
-    (["caption", "--checkpoint", "", "x.jpg"], "--checkpoint: the path is empty"),
+    (["caption", "--checkpoint", "", "x.jpg"], "--checkpoint: the path is empty (an unset shell variable?). Leave --checkpoint out"),
     (["prepare", "--dataset", "flickr8k", "--root", ""], "--root: the folder is empty"),
     (["prepare", "--dataset", "flickr8k", "--root", str(REPO / "README.md")], "is a file, not a folder"),
 ])
@@ -458,7 +458,7 @@ def test_a_byte_flipped_inside_a_checkpoints_weights_is_refused(tmp_path):
     export_model(path, tmp_path / "small.pt")
     for name in ("good.pt", "small.pt"):
         s = torch.load(tmp_path / name, weights_only=True)
-        assert "weights_sha256" in s
+        assert set(s["digests"]) == {"weights", "vocabulary", "decoder settings", "encoder and decoding settings"}
         key = "best_model" if s.get("best_model") else "model"
         first = next(k for k, v in s[key].items() if v.is_floating_point())
         s[key][first].view(-1)[0] += 1e-3                                    # one weight changed, as a bad copy would
@@ -641,3 +641,163 @@ def test_evaluate_on_another_dataset_than_the_checkpoints_says_so_and_does_it(tm
     captured = capsys.readouterr()
     assert "the model was trained on shapes; evaluating it on flickr8k, as --dataset says" in captured.err
     assert "flickr8k" in captured.out
+
+
+# ------------------------------------------------------------------ issue 33: the last crashes, digests, messages
+
+def test_a_folder_where_a_dataset_image_should_be_is_listed_and_skipped_not_a_traceback(tmp_path, capsys, monkeypatch):
+    from test_datasets import kaggle
+
+    monkeypatch.setenv("CAPTIONLIB_DATA", str(tmp_path / "data"))
+    folder, names = kaggle(tmp_path)
+    (folder / "Images" / names[3]).unlink()
+    (folder / "Images" / names[3]).mkdir()                                  # Images/x.jpg/ is a directory
+    with pytest.warns(UserWarning, match="is a folder, not an image file"):
+        assert main(["prepare", "--dataset", "flickr8k", "--root", str(folder), "--min-freq", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"warning: 1 train image(s) cannot be read and will be skipped: {names[3]} (a folder)" in out \
+        or f"warning: 1 val image(s) cannot be read" in out or f"warning: 1 test image(s) cannot be read" in out, out
+    assert "features of 11 of 12 images cached" in out or "features of 1 of 2 images cached" in out, out
+
+
+@pytest.mark.parametrize("verb", [["caption", "x.jpg"], ["evaluate"], ["prepare", "--dataset", "flickr8k"], ["train"]])
+def test_captionlib_data_naming_a_file_is_explained(tmp_path, capsys, monkeypatch, verb):
+    (tmp_path / "afile").write_text("not a folder")
+    monkeypatch.setenv("CAPTIONLIB_DATA", str(tmp_path / "afile"))
+    assert main(verb) == 2
+    err = capsys.readouterr().err
+    assert f"CAPTIONLIB_DATA={tmp_path / 'afile'} names a file, not a folder" in err and "keeps datasets and caches" in err
+
+
+def _edited(tmp_path, change) -> Path:
+    path, good = _trained(tmp_path)
+    s = torch.load(path, weights_only=True)
+    change(s)
+    torch.save(s, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+def test_a_reordered_vocabulary_is_refused_by_the_checkpoints_digest(tmp_path):
+    def swap(s):
+        words = s["vocab"]["idx_to_word"]
+        words[4], words[5] = words[5], words[4]                             # same size, other order
+    with pytest.raises(ValueError, match="its vocabulary changed after the weights were saved"):
+        load_model(_edited(tmp_path, swap), device="cpu")
+
+
+def test_edited_decoder_settings_and_encoder_metadata_are_refused_by_name(tmp_path):
+    def dropout(s):
+        s["decoder_config"]["dropout"] = 0.1
+    with pytest.raises(ValueError, match="its decoder settings changed"):
+        load_model(_edited(tmp_path, dropout), device="cpu")
+
+    def backbone(s):
+        s["meta"]["backbone"] = "efficientnet-lite0-s16"
+    with pytest.raises(ValueError, match="its encoder and decoding settings changed"):
+        load_model(_edited(tmp_path, backbone), device="cpu")
+
+
+@pytest.mark.parametrize("key, value, says", [("grid", 0, "its encoder grid = 0 is not a whole number"),
+                                               ("hidden_dim", -3, "its decoder setting hidden_dim = -3 is not a positive"),
+                                               ("dropout", 1.5, "its decoder setting dropout = 1.5 is not in [0, 1)")])
+def test_a_config_value_that_breaks_the_model_is_refused_on_load(tmp_path, key, value, says):
+    def change(s):
+        (s["meta"] if key == "grid" else s["decoder_config"])[key] = value
+        s.pop("digests")                                                    # an old file, with no digest to catch it
+    with pytest.raises(ValueError, match=re.escape(says)):
+        load_model(_edited(tmp_path, change), device="cpu")
+
+
+def test_weights_of_another_architecture_are_named_as_such_not_as_disk_damage(tmp_path):
+    def swap(s):                                                          # another model's weights: every size doubled
+        for key in ("model", "best_model"):
+            s[key] = {k: torch.zeros(*(2 * d for d in v.shape)) if v.is_floating_point() else v for k, v in s[key].items()}
+    with pytest.raises(ValueError, match="its weights are another model's .* where its settings give"):
+        load_model(_edited(tmp_path, swap), device="cpu")
+
+
+def test_a_beam_wider_than_memory_is_refused_before_any_work(tmp_path, capsys):
+    from test_cli_evaluate import _checkpoint
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "p.png")
+    assert main(["caption", str(tmp_path / "p.png"), "--checkpoint", str(_checkpoint(tmp_path)), "--device", "cpu",
+                 "--beam-size", "1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--beam-size 1000000000: a beam that wide needs about" in err and "the widest that fits is about" in err
+
+
+def test_a_beam_wider_than_every_possible_caption_keeps_nothing_more():
+    from captionlib.beam import beam_search, possible_captions
+    from captionlib.decoder import DecoderConfig, build_decoder
+
+    assert possible_captions(7, 4) == 341                                  # lesson 06's brute force counts 341
+    torch.manual_seed(0)
+    dec = build_decoder(DecoderConfig(vocab_size=7, encoder_dim=8, embed_dim=4, hidden_dim=8, attention_dim=4, dropout=0.0)).eval()
+    f = torch.randn(2, 4, 8)
+    wide, wider = beam_search(dec, f, 341, max_len=4, return_all=True), beam_search(dec, f, 10 ** 9, max_len=4, return_all=True)
+    assert [[c.tokens for c in w.alternatives] for w in wide] == [[c.tokens for c in w.alternatives] for w in wider]
+
+
+def test_a_full_disk_while_saving_says_so_and_the_old_checkpoint_stays(tmp_path):
+    script = f"""
+import resource, signal, torch
+from captionlib.utils import atomic_save, DiskFullError
+atomic_save({{"w": torch.zeros(10)}}, {str(tmp_path / 'ck.pt')!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)                 # a write past the limit fails (EFBIG) instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    atomic_save({{"w": torch.zeros(100_000)}}, {str(tmp_path / 'ck.pt')!r})
+except DiskFullError as e:
+    print(e)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"could not write {tmp_path / 'ck.pt'}: a file-size limit (ulimit -f) is reached" in r.stdout, r.stdout
+    assert f"The previous {tmp_path / 'ck.pt'} is intact" in r.stdout
+    assert torch.load(tmp_path / "ck.pt", weights_only=True)["w"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]                 # no temporary file left behind
+
+
+def test_captionlibs_own_warnings_print_as_one_line_without_source_file(tmp_path):
+    script = "from captionlib.utils import warn; warn('feature cache x is damaged; extracting its features again')"
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.stderr == "warning: feature cache x is damaged; extracting its features again\n"
+
+
+def test_captionlibs_own_warnings_print_as_one_line_in_a_notebook_too(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from captionlib.utils import warn\nwarn('image 3 skipped: not an image')")]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    text = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert text == "warning: image 3 skipped: not an image\n", nb.cells[0].outputs
+
+
+@pytest.mark.parametrize("how", ["empty pipe", "terminal"])
+def test_caption_from_standard_input(tmp_path, how):
+    from test_cli_evaluate import _checkpoint
+
+    ck = str(_checkpoint(tmp_path))
+    cmd = [sys.executable, "-m", "captionlib", "caption", "-", "--checkpoint", ck, "--device", "cpu", "--beam-size", "1"]
+    if how == "empty pipe":
+        r = subprocess.run(cmd, input=b"", capture_output=True, timeout=120)
+        assert b"standard input (-) is empty: nothing was piped in" in r.stderr, r.stderr
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (40, 40), (200, 0, 0)).save(photo)
+    with open(photo, "rb") as f:
+        r = subprocess.run(cmd, stdin=f, capture_output=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith(b"-: "), r.stderr
+
+
+def test_caption_on_a_folder_named_like_a_photo_says_what_it_holds(tmp_path, capsys):
+    from test_cli_evaluate import _checkpoint
+
+    ck = str(_checkpoint(tmp_path))
+    (tmp_path / "trip.jpg").mkdir()
+    assert main(["caption", str(tmp_path / "trip.jpg"), "--checkpoint", ck, "--device", "cpu"]) == 1
+    assert "trip.jpg is a folder, not an image file (it holds no image files)" in capsys.readouterr().err
+    Image.new("RGB", (40, 40)).save(tmp_path / "trip.jpg" / "beach.png")
+    assert main(["caption", str(tmp_path / "trip.jpg"), "--checkpoint", ck, "--device", "cpu"]) == 1
+    assert f"It holds 1 image file(s); name them, e.g. {tmp_path / 'trip.jpg' / 'beach.png'}" in capsys.readouterr().err

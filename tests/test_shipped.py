@@ -11,7 +11,7 @@ import torch
 from captionlib.beam import beam_search
 from captionlib.encoder import Encoder
 from captionlib.images import load_image
-from captionlib.train import load_model, weights_digest
+from captionlib.train import content_digests, load_model
 from captionlib.utils import CHECKOUT, shipped_checkpoint
 
 SHIPPED = shipped_checkpoint()
@@ -33,7 +33,9 @@ def test_the_shipped_checkpoint_loads_with_weights_only_and_agrees_with_itself()
     assert raw["meta"]["dataset"] == "flickr8k" and raw["meta"]["backbone"] in SHIPPED.name
     assert (SHIPPED.parent / "MODEL_CARD.md").exists()
     card = (SHIPPED.parent / "MODEL_CARD.md").read_text()
-    assert f"| Weights sha256 | `{weights_digest(raw)}`" in card, "the shipped weights are not the ones the model card describes"
+    line = next(l for l in card.splitlines() if l.startswith("| Checksums (sha256) |"))
+    for part, digest in content_digests(raw).items():                     # weights, vocabulary, settings: all of it
+        assert f"{part} `{digest}`" in line, f"the shipped {part} is not what the model card describes"
     decoder, vocab, state = load_model(SHIPPED, device="cpu")
     assert decoder.fc.out_features == len(vocab) and decoder.config.encoder_dim == Encoder(state["meta"]["backbone"]).dim
 
