@@ -132,9 +132,11 @@ def _trained(a):
     return decoder, vocab, meta, encoder, next(decoder.parameters()).device
 
 
-def _options(dataset: str, root: str | None) -> dict:
-    """load_split options: a real dataset's folder, when one is given."""
-    return {"folder": root} if root and dataset != "shapes" else {}
+def _options(dataset: str, root: str | None, images: str | None = None) -> dict:
+    """load_split options: a real dataset's folder, and its photos' folder, when given."""
+    if dataset == "shapes":
+        return {}
+    return {**({"folder": root} if root else {}), **({"images": images} if images else {})}
 
 
 # What `captionlib train --dataset NAME` does with the options left out. shapes: small and quick (lessons);
@@ -155,6 +157,11 @@ def _recipe(a) -> None:
             setattr(a, key, value)
 
 
+def _tokenizer(a) -> str:
+    """--tokenizer, else the dataset's: jieba word segmentation for Chinese (Li et al., 2016), words elsewhere."""
+    return a.tokenizer or ("jieba" if a.dataset == "flickr8k-cn" else "words")
+
+
 def _min_freq(a) -> int:
     if a.min_freq is not None:
         return a.min_freq
@@ -165,14 +172,14 @@ def _noted(note: str) -> str:
     return note if note.startswith("warning:") else f"note: {note}"
 
 
-def _dataset_notes(dataset: str, root: str | None, main: bool = True) -> None:
+def _dataset_notes(dataset: str, root: str | None, main: bool = True, images: str | None = None) -> None:
     """What reading a real dataset's folder skipped or noticed (the notes `prepare` prints), one line each on stderr."""
     if dataset == "shapes" or not main:
         return
     from .datasets import check_folder
     from .utils import data_root
 
-    for note in check_folder(dataset, root or data_root() / dataset).notes:
+    for note in check_folder(dataset, root or data_root() / dataset, images).notes:
         print(_noted(note), file=sys.stderr)
 
 
@@ -191,15 +198,22 @@ def cmd_prepare(a) -> int:
     if a.dataset == "shapes":
         say("shapes is embedded: nothing to prepare (its features are extracted on first use)")
         return 0
-    layout = check_folder(a.dataset, a.root or data_root() / a.dataset)
+    layout = check_folder(a.dataset, a.root or data_root() / a.dataset, a.images)
     say(f"{a.dataset}: {layout.format} captions in {layout.caption_file}, images in {layout.image_dir}")
     for note in layout.notes:
         say(f"  {_noted(note)}")
-    splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root)) for s in ("train", "val", "test")}
+    splits = {s: load_split(a.dataset, s, **_options(a.dataset, a.root, a.images)) for s in ("train", "val", "test")}
     for s, split in splits.items():
         say(f"  {s}: {len(split)} images, {sum(map(len, split.captions))} captions")
-    vocab = Vocab.build([c for caps in splits["train"].captions for c in caps], min_freq=_min_freq(a))
-    path = data_root() / "cache" / "vocab" / f"{a.dataset}-min{_min_freq(a)}.json"
+    tokenizer = _tokenizer(a)
+    vocab = Vocab.build([c for caps in splits["train"].captions for c in caps], min_freq=_min_freq(a), tokenizer=tokenizer)
+    if tokenizer != "words":
+        from .vocab import tokenize
+
+        train_caps = [c for caps in splits["train"].captions for c in caps]
+        per = sum(len(tokenize(c, tokenizer)) for c in train_caps) / len(train_caps)
+        say(f"tokenizer {tokenizer}: {per:.1f} tokens per caption (e.g. {' / '.join(tokenize(train_caps[0], tokenizer))})")
+    path = data_root() / "cache" / "vocab" / f"{a.dataset}-{tokenizer}-min{_min_freq(a)}.json"
     payload = json.dumps(vocab.state_dict()).encode()
     if main:
         atomic_write(path, lambda f: f.write(payload))
@@ -245,9 +259,9 @@ def cmd_train(a) -> int:
         a.scst_epochs = 0
     device = world.device if world is not None else a.device
     torch.manual_seed(a.seed)
-    options = _options(a.dataset, a.root)
+    options = _options(a.dataset, a.root, a.images)
     train, val = load_split(a.dataset, "train", **options), load_split(a.dataset, "val", **options)
-    _dataset_notes(a.dataset, a.root, main)
+    _dataset_notes(a.dataset, a.root, main, a.images)
     encoder = _encoder(a.backbone, a.grid)
     n_train = min(a.subset or len(train), len(train))
     share = {"device": device, "world": world, "progress": main}
@@ -266,7 +280,8 @@ def cmd_train(a) -> int:
         vf = features_for(val, encoder, **share)
         train_idx, val_idx, tf_features, vf_features = tf.valid(n_train), vf.valid(), tf.features, vf.features
         mf_features = mf.features if mf is not None else None
-    vocab = Vocab.build([c for i in train_idx for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len)
+    vocab = Vocab.build([c for i in train_idx for c in train.captions[i]], min_freq=_min_freq(a), max_len=a.max_len,
+                        tokenizer=_tokenizer(a))
     dc = DecoderConfig(vocab_size=len(vocab), encoder_dim=encoder.dim, attention=not a.no_attention,
                        hidden_dim=a.hidden_dim, embed_dim=a.embed_dim, attention_dim=a.attention_dim, dropout=a.dropout)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay, seed=a.seed, device=a.device,
@@ -304,9 +319,12 @@ def cmd_evaluate(a) -> int:
     dataset = meta.get("dataset", a.dataset) if a.dataset_default else a.dataset
     if dataset != meta.get("dataset", dataset):
         print(f"note: the model was trained on {meta['dataset']}; evaluating it on {dataset}, as --dataset says", file=sys.stderr)
-    folder = a.root or (meta.get("folder") if dataset == meta.get("dataset") else None)
-    split = load_split(dataset, a.split, **_options(dataset, folder))
-    _dataset_notes(dataset, folder)
+    same = dataset == meta.get("dataset")
+    folder = a.root or (meta.get("folder") if same else None)
+    images = a.images or (meta.get("images") if same else None)
+    split = load_split(dataset, a.split, **_options(dataset, folder, images),
+                       **({"references": a.references} if a.references != "native" else {}))
+    _dataset_notes(dataset, folder, images=images)
     n = min(a.limit or len(split), len(split))
     store = features_for(split, encoder, upto=n, device=a.device)
     idx = store.valid(n)
@@ -478,10 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("train", "evaluate", "caption", "prepare"):
         s = sub.add_parser(name)
-        s.add_argument("--dataset", choices=["shapes", "flickr8k", "flickr30k", "coco"],
-                       help="shapes (embedded, the default), flickr8k, flickr30k or coco" + (
+        s.add_argument("--dataset", choices=["shapes", "flickr8k", "flickr8k-cn", "flickr30k", "coco"],
+                       help="shapes (embedded, the default), flickr8k, flickr8k-cn (Chinese captions), flickr30k or coco" + (
                            " (default: the checkpoint's)" if name == "evaluate" else ""))
         s.add_argument("--root", type=_folder, help="a real dataset's folder (default: data/DATASET); see data/DATASET/README.md")
+        s.add_argument("--images", type=_folder, help="the photos' folder, when it is not in --root (flickr8k-cn: Flickr8k's "
+                       "Images/; default: ../flickr8k/Images beside --root)")
         s.add_argument("--backbone", default="efficientnet-lite0",
                        help="efficientnet-lite0 (7x7x1280, offline), efficientnet-lite0-s16 (14x14x112: sharper attention), "
                             "resnet50/101[-s16] (weights from the torch hub cache)")
@@ -533,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--seed", type=COUNT, default=0)
         if name == "evaluate":
             s.add_argument("--split", default="test", choices=["train", "val", "test"])
+            s.add_argument("--references", default="native", choices=["native", "translated"],
+                           help="flickr8k-cn's test references: written by native speakers (default) or human translations "
+                                "of the English captions")
             s.add_argument("--limit", type=COUNT, default=0, help="evaluate the first N images of the split (0: all)")
             s.add_argument("--length-norm", type=WEIGHT, default=None,
                            help="rank finished beams by log p / length**L (default: the checkpoint's, else 0: plain log p)")
@@ -548,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
                            help="rank finished beams by log p / length**L (default: the checkpoint's, else 0)")
             s.add_argument("--attention", metavar="OUT.png",
                            help="also draw where the model looked for each word (several images: OUT-IMAGE.png each)")
+        if name in ("prepare", "train"):
+            s.add_argument("--tokenizer", choices=["words", "jieba", "chars"], default=None,
+                           help="how captions become tokens: words (split on spaces), jieba (Chinese word segmentation) or "
+                                "chars (one token per character); default: jieba for flickr8k-cn, words otherwise")
         if name == "prepare":
             s.add_argument("--min-freq", type=POSITIVE, default=None, help="default: 5 (1 for shapes)")
             s.add_argument("--subset", type=COUNT, default=0, help="extract features of the first N images per split (0: all)")

@@ -8,7 +8,11 @@ where the images came from. Supported caption files, looked for in this order:
   (the splits every captioning paper reports on; COCO's "restval" images are used for training);
 * Flickr8k's own `Flickr8k.token.txt` with `Flickr_8k.{train,dev,test}Images.txt`;
 * Kaggle's Flickr8k `captions.txt` (a CSV `image,caption`, no split): a deterministic split, the
-  image names sorted, then shuffled with a fixed seed, 6000/1000/1000 (75/12.5/12.5 % of other sizes).
+  image names sorted, then shuffled with a fixed seed, 6000/1000/1000 (75/12.5/12.5 % of other sizes);
+* Flickr8K-CN (Li et al., ICMR 2016): `flickr8kzhc.caption.txt`, Chinese captions written by native speakers,
+  lines `NAME.jpg#zhc#K SENTENCE` (a space, not a tab), with `flickr8k{train,val,test}.txt` (Flickr8k's official
+  split) and, for test, `flickr8kzhmtest.captions.txt` (human translations of the English captions:
+  `references="translated"`). The photos are Flickr8k's: `images=` names their folder.
 
 Where to get each, and the folder layout: data/<name>/README.md.
 """
@@ -32,6 +36,8 @@ __all__ = ["DatasetError", "Layout", "find_layout", "check_folder", "load_real",
 
 SPLIT_SEED = 8000                       # the deterministic split of captions.txt
 IMAGE_DIRS = {"flickr8k": ["Images", "Flicker8k_Dataset", "Flickr8k_Dataset", "images"],
+              # Flickr8K-CN ships captions only: the photos are Flickr8k's, by default those of a flickr8k folder beside it
+              "flickr8k-cn": ["Images", "../flickr8k/Images", "../flickr8k/Flicker8k_Dataset", "../flickr8k/Flickr8k_Dataset"],
               "flickr30k": ["flickr30k-images", "images", "Images"],
               "coco": ["."]}            # COCO: dataset_coco.json names train2014/ or val2014/ per image
 SPLITS = ("train", "val", "test")
@@ -62,19 +68,37 @@ def _image_dir(name: str, folder: Path) -> Path | None:
     return None
 
 
-def find_layout(name: str, folder: str | Path) -> tuple[Layout | None, list[str]]:
-    """Which caption format the folder has, and what is missing (empty when usable)."""
+def find_layout(name: str, folder: str | Path, images: str | Path | None = None) -> tuple[Layout | None, list[str]]:
+    """Which caption format the folder has, and what is missing (empty when usable). images: the photos' folder,
+    when it is not one of IMAGE_DIRS[name] (Flickr8K-CN's photos are in the English Flickr8k folder)."""
     if name not in IMAGE_DIRS:
         raise ValueError(f"unknown real dataset {name!r}; known: {sorted(IMAGE_DIRS)}")
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         return None, [f"the folder {folder} does not exist"]
     problems = []
-    image_dir = _image_dir(name, folder)
-    if image_dir is None:
-        problems.append(f"no image folder: expected one of {', '.join(d + '/' for d in IMAGE_DIRS[name])} in {folder}")
+    if images is not None:
+        image_dir = Path(images).expanduser()
+        if not image_dir.is_dir():
+            problems.append(f"the image folder {image_dir} (--images) does not exist")
+            image_dir = None
+    else:
+        image_dir = _image_dir(name, folder)
+        if image_dir is None:
+            problems.append(f"no image folder: expected one of {', '.join(d + '/' for d in IMAGE_DIRS[name])} in {folder}"
+                            + (" (Flickr8K-CN has captions only: name Flickr8k's photos with --images PATH/Images)"
+                               if name == "flickr8k-cn" else ""))
     karpathy = folder / f"dataset_{name}.json"
     token, kaggle = folder / "Flickr8k.token.txt", folder / "captions.txt"
+    zhc = folder / "flickr8kzhc.caption.txt"
+    if name == "flickr8k-cn":
+        if not zhc.exists():
+            problems.append(f"no caption file: expected {zhc.name} (Flickr8K-CN's native-speaker captions) in {folder}")
+            return None, problems
+        for s in ("train", "val", "test"):
+            if not (folder / f"flickr8k{s}.txt").exists():
+                problems.append(f"no split file flickr8k{s}.txt next to {zhc.name}")
+        return Layout(name, folder, "flickr8k-cn", zhc, image_dir or folder), problems
     if karpathy.exists():
         fmt, captions = "karpathy", karpathy
     elif name == "flickr8k" and token.exists():
@@ -191,28 +215,70 @@ def _kaggle(layout: Layout) -> dict:
     return {s: [(f, captions[f]) for f in cut[s]] for s in SPLITS}
 
 
-READERS = {"karpathy": _karpathy, "flickr8k-token": _flickr8k_token, "kaggle-captions": _kaggle}
+def _flickr8k_cn_lines(layout: Layout, path: Path, tag: str) -> dict:
+    """{image name: [captions]} from lines 'NAME.jpg#zhc#K SENTENCE' (tag "zhc"; "zhm" for the translations)."""
+    captions: dict[str, list] = {}
+    bad = []
+    for n, line in enumerate(_text(layout, path).splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, caption = line.partition(" ")
+        name, _, k = key.partition(f"#{tag}#")
+        if not sep or not k or not name:
+            bad.append((n, line))
+            continue
+        captions.setdefault(name, []).append(caption.strip())
+    if bad:
+        raise _malformed(path, bad, f"'IMAGE.jpg#{tag}#k SENTENCE' (one space after the key)")
+    return captions
+
+
+def _flickr8k_cn(layout: Layout, references: str = "native") -> dict:
+    captions = _flickr8k_cn_lines(layout, layout.caption_file, "zhc")
+    out = {}
+    for split in SPLITS:
+        names = [f if f.endswith(".jpg") else f + ".jpg" for f in _text(layout, layout.folder / f"flickr8k{split}.txt").split()]
+        out[split] = [(f, captions.get(f, [])) for f in names]
+    if references == "translated":                  # the test photos' human translations of the English captions
+        path = layout.folder / "flickr8kzhmtest.captions.txt"
+        if not path.exists():
+            raise DatasetError(f"no {path.name} in {layout.folder}: the translated references are not there")
+        translated = _flickr8k_cn_lines(layout, path, "zhm")
+        out = {"test": [(f, translated.get(f, [])) for f, _ in out["test"]], "train": [], "val": []}
+    return out
+
+
+READERS = {"karpathy": _karpathy, "flickr8k-token": _flickr8k_token, "kaggle-captions": _kaggle, "flickr8k-cn": _flickr8k_cn}
+REFERENCES = ("native", "translated")      # Flickr8K-CN's test references: written by native speakers, or translated
 
 
 _SCANNED: dict = {}   # (name, folder, caption file mtime and size) -> a successful _scan, reused in this process
 
 
-def _scan(name: str, folder: str | Path) -> tuple[Layout, dict]:
+def _scan(name: str, folder: str | Path, images: str | Path | None = None, references: str = "native") -> tuple[Layout, dict]:
     """Read the caption file once and stat every image once.
 
     Returns the layout and {split: (items, signatures)}, items [(file, captions)] and signatures the image
     files' `_signature`s (size and sampled bytes, for the fingerprint); raises a DatasetError listing everything that is missing.
     A successful scan is reused while the caption file is unchanged (prepare loads three splits).
     """
-    layout, problems = find_layout(name, folder)
+    if references not in REFERENCES or (references != "native" and name != "flickr8k-cn"):
+        raise ValueError(f"references={references!r}: only flickr8k-cn has translated references; "
+                         f"choose from {', '.join(REFERENCES)}")
+    layout, problems = find_layout(name, folder, images)
     key = None
     if layout is not None and not problems:
         stat = layout.caption_file.stat()
-        key = (name, str(layout.folder.resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (name, str(layout.folder.resolve()), str(layout.image_dir.resolve()), references, stat.st_mtime_ns, stat.st_size)
         if key in _SCANNED:
             return _SCANNED[key]
         splits = {}
-        for split, items in READERS[layout.format](layout).items():
+        read = READERS[layout.format]
+        found = read(layout, references) if layout.format == "flickr8k-cn" else read(layout)
+        for split, items in found.items():
+            if references != "native" and split != "test":
+                splits[split] = ([], [])
+                continue
             signatures, missing, odd = [], [], []
             for f, _ in items:
                 try:
@@ -274,9 +340,9 @@ def _duplicates(splits: dict) -> list[str]:
     return notes
 
 
-def check_folder(name: str, folder: str | Path) -> Layout:
+def check_folder(name: str, folder: str | Path, images: str | Path | None = None) -> Layout:
     """The folder's layout, or a DatasetError listing everything that is missing."""
-    return _scan(name, folder)[0]
+    return _scan(name, folder, images)[0]
 
 
 class _Files:
@@ -295,11 +361,15 @@ class _Files:
         return load_image(path)
 
 
-def load_real(name: str, split: str, root: Path, folder: str | Path | None = None) -> CaptionSplit:
-    """One split of a real dataset from `folder` (default: <data root>/<name>)."""
+def load_real(name: str, split: str, root: Path, folder: str | Path | None = None, images: str | Path | None = None,
+              references: str = "native") -> CaptionSplit:
+    """One split of a real dataset from `folder` (default: <data root>/<name>); images: the photos' folder when it
+    is not inside `folder`; references: "translated" for Flickr8K-CN's translated test references."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    layout, splits = _scan(name, Path(folder) if folder is not None else root / name)
+    if references != "native" and split != "test":
+        raise ValueError(f"references={references!r} exist for the test split only")
+    layout, splits = _scan(name, Path(folder) if folder is not None else root / name, images, references)
     items, signatures = splits[split]
     # the fingerprint changes when the file list, a file's size or bytes (`_signature`) or the caption source changes
     h = hashlib.sha1(f"{name}|{split}|{layout.format}".encode())

@@ -59,15 +59,15 @@ _SHAPE_OF = {w: s for s, ws in SHAPE_WORDS.items() for w in ws}
 _SHAPE_OF.update({PLURAL[w]: s for w, s in list(_SHAPE_OF.items())})
 
 
-def reference_ceiling(captions: list) -> dict:
+def reference_ceiling(captions: list, tokenizer: str = "words") -> dict:
     """BLEU-1..4 of references against the others of the same image; captions[i] = image i's references."""
     k = min(len(c) for c in captions)
     if k < 2:
         raise ValueError("the ceiling needs at least 2 references per image")
     runs = []
     for j in range(k):
-        hyps = [tokenize(c[j]) for c in captions]
-        refs = [[tokenize(r) for m, r in enumerate(c) if m != j] for c in captions]
+        hyps = [tokenize(c[j], tokenizer) for c in captions]
+        refs = [[tokenize(r, tokenizer) for m, r in enumerate(c) if m != j] for c in captions]
         runs.append(bleu_scores(refs, hyps))
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
 

@@ -87,8 +87,8 @@ def penalty_weight(config: TrainConfig, regions: int) -> float:
     return 1 / regions if config.alpha_c is None else config.alpha_c
 
 
-def _refs(captions: list) -> list:
-    return [[tokenize(c) for c in caps] for caps in captions]
+def _refs(captions: list, tokenizer: str = "words") -> list:
+    return [[tokenize(c, tokenizer) for c in caps] for caps in captions]
 
 
 @torch.no_grad()
@@ -111,9 +111,10 @@ def caption_all(decoder, features, indices, device, max_len: int = 20, beam_size
 
 
 def score_captions(generated: list, vocab: Vocab, references: list) -> tuple[dict, list]:
-    """BLEU-1..4 of decoded Captions against references[i] (strings); returns (scores, caption strings)."""
+    """BLEU-1..4 of decoded Captions against references[i] (strings, tokenized with the vocabulary's tokenizer);
+    returns (scores, caption strings: the tokens joined by spaces)."""
     hyps = [vocab.decode(c.tokens) for c in generated]
-    return bleu_scores(_refs(references), [h.split() for h in hyps]), hyps
+    return bleu_scores(_refs(references, vocab.tokenizer), [h.split() for h in hyps]), hyps
 
 
 def evaluate_bleu(decoder, features, captions: list, vocab: Vocab, indices, device, max_len: int = 20,
@@ -601,7 +602,7 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=1.0)
         self.images = sorted({i for i, _ in self.pairs.pairs})            # the training images, CIDEr-D's corpus
         captions = self.pairs.captions
-        self.reward = Reward([[tokenize(c) for c in captions[i]] for i in self.images], self.config.scst_meteor)
+        self.reward = Reward(_refs([captions[i] for i in self.images], self.vocab.tokenizer), self.config.scst_meteor)
 
     def _image_batches(self, epoch: int) -> list:
         """This epoch's batches of positions in self.images, a permutation that depends only on (seed, epoch)."""

@@ -46,7 +46,7 @@ CATALOGUE = [
     ("shift_captions", "targets overwritten with zeros", _clone_then_zero, "targets starts at position 0"),
     ("shift_captions", "changed the caller's captions", _in_place_shift, "changes its input `captions` in place"),
     ("masked_loss", "no mask", lambda l, t, pad_idx=0: _ce(l, t), "<pad> targets are counted"),
-    ("masked_loss", "a literal 0 for the pad", lambda l, t, pad_idx=0: _ce(l, t, ignore_index=0), "pad index is 3"),
+    ("masked_loss", "a literal 0 for the pad", lambda l, t, pad_idx=0: _ce(l, t, ignore_index=0), "the pad index is a literal 0"),
     ("masked_loss", "softmax instead of log-softmax",
      lambda l, t, pad_idx=0: _masked(-l.softmax(-1).gather(2, t.unsqueeze(2)).squeeze(2), t, pad_idx), "log_softmax"),
     ("masked_loss", "raw logits as log-probabilities",
@@ -268,8 +268,8 @@ HELD_OUT = [
     ("build_vocab", w.h_vocab_no_lower, "split with tokenize(caption)"),
     ("encode", w.h_encode_tensor, "a Python list of ints"),
     ("decode", w.h_decode_stop_at_pad, "does not stop at the first <end>"),
-    ("to_regions", w.h_regions_view_back, None),
-    ("pool", w.h_pool_amax, None),
+    ("to_regions", w.h_regions_view_back, "the E axis and the P axis are swapped"),
+    ("pool", w.h_pool_amax, "the B axis is missing"),
     ("preprocess", w.h_pre_256, None),
     ("lstm_step", w.h_step_tanh_f, "with the forget gate shut"),      # where, not what (tanh for σ)
     ("lstm_step", w.h_step_fi_swapped, "the gates scale the wrong terms"),
@@ -284,7 +284,7 @@ HELD_OUT = [
     ("collect_finished", w.h_finished_first_token, "must leave the beam"),
     ("brevity_penalty", w.h_bp_flipped_ratio, "BP = exp(1 - r / c)"),
     ("corpus_bleu", w.h_bleu_all_refs_length, "closest to each hypothesis"),
-    ("clipped_matches", w.h_clip_window_off, "the total is 2, expected 3"),
+    ("clipped_matches", w.h_clip_window_off, "the n-gram window stops one short"),
     ("first_scores", w.h_first_live_last, "copies of <start> are live"),
 ]
 

@@ -338,4 +338,4 @@ def test_l03_masked_loss_with_the_pad_index_written_as_0_is_told_to_use_pad_idx(
         return (per * mask).sum() / mask.sum()
 
     out = verdict(capsys, l03.check_masked_loss, literal_zero, l03.masked_loss)
-    assert "right on the other test inputs, wrong when the pad index is 3, not 0" in out and "pad_idx argument" in out
+    assert "the pad index is a literal 0: with pad_idx = 3 the padding is counted" in out and "pad_idx argument" in out

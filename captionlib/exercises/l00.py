@@ -78,7 +78,11 @@ def _vocab_parts(fn) -> str | None:
         said.append(f"the 4 special tokens are {where}: idx_to_word starts with {', '.join(SPECIALS)} (indices 0-3, "
                     "which the rest of the course relies on)")
     kept = [w for w in fn(["A cat.", "a cat"], 1) if w not in SPECIALS]
-    if sorted(kept) != ["a", "cat"]:
+    accents = [w for w in fn(["un café noir", "le café", "Straße"], 1) if w not in SPECIALS]
+    if "café" not in accents and any(w.startswith("caf") for w in accents):   # 'caf' (or 'caf', 'é'): a-z only
+        said.append(f"letters outside a-z are lost: 'un café noir' gives {accents[:4]}: split with tokenize(caption), "
+                    "which keeps the letters of every script ('café', 'straße')")
+    elif sorted(kept) != ["a", "cat"]:
         said.append(f"'A cat.' and 'a cat' give the words {kept}: split with tokenize(caption), which lower-cases "
                     "and drops punctuation")
     kept = [w for w in fn(["a a a", "b b"], 3) if w not in SPECIALS]
@@ -110,7 +114,7 @@ _RECIPES = {
 }
 
 def check_build_vocab(fn):
-    cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1)]
+    cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1), (["un café", "le café noir"], 1)]
     mistakes = [
         Mistake("the special tokens are missing: idx_to_word must start with <pad>, <start>, <end>, <unk>", _no_specials),
         Mistake("words seen exactly min_freq times are dropped: keep count >= min_freq, not > min_freq", _strict_threshold),
@@ -195,17 +199,31 @@ def _decode_parts(fn) -> str | None:
         return "join the words with a space: ' '.join(words)"
     if got.endswith("<end>"):
         return "<end> itself is not part of the text: stop before it"
+    if got != got.strip() and got.strip() == "red circle":
+        return f"the text is {got!r}, with a space at the {'end' if got.endswith(' ') else 'start'}: join the words with ' '.join(words)"
+    no_start = fn([red, circle, e], _WORDS)                             # ids that do not begin with <start>
+    if isinstance(no_start, str) and no_start == "circle":
+        return ("the first id is dropped whatever it is ('red circle' without <start> came out 'circle'): skip <start> "
+                "by its value (idx_to_word[i] == '<start>'), not by its position")
+    unfinished = fn([s, red, circle], _WORDS)                           # a caption cut at max_len: no <end> at all
+    if isinstance(unfinished, str) and unfinished != "red circle":
+        return (f"ids with no <end> (a caption cut at the maximum length) must give every word, 'red circle'; yours gives "
+                f"{unfinished!r}")
     return None
 
 
 def check_decode(fn):
     s, e, p = _W2I["<start>"], _W2I["<end>"], _W2I["<pad>"]
     red, circle, a = _W2I["red"], _W2I["circle"], _W2I["a"]
-    cases = [([s, a, red, circle, e, p, p], _WORDS), ([s, a, e, red, red, e], _WORDS), ([s, e], _WORDS), ([a, red], _WORDS)]
+    cases = [([s, a, red, circle, e, p, p], _WORDS), ([s, a, e, red, red, e], _WORDS), ([s, e], _WORDS), ([a, red], _WORDS),
+             ([s, red, circle], _WORDS)]
     mistakes = [
         Mistake("decoding does not stop at the first <end>: everything after it (padding, or what a model says after "
                 "finishing) must be ignored", _no_stop),
         Mistake("<start> or <pad> appear in the text: skip them", _keeps_specials),
     ]
-    return checked("decode", fn, decode, cases, mistakes=mistakes, probes=[_decode_parts],
+    missing_end = {ValueError: lambda e, args: ("list.index raises when the value is missing: ids cut at the maximum "
+                                              "length have no <end>. Walk the ids and stop at <end> when there is one")
+                   if "is not in list" in str(e) else None}
+    return checked("decode", fn, decode, cases, mistakes=mistakes, probes=[_decode_parts], errors=missing_end,
                    recipe=_RECIPES["decode"])

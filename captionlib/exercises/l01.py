@@ -68,13 +68,15 @@ def check_to_regions(fn):
             return "the output must keep three axes, (B, P, E): flatten only h and w (flatten(2)), not the channels"
         return None
 
-    return checked("to_regions", fn, to_regions, _fmaps(), mistakes=mistakes, recipe=recipe, probes=[axes])
+    return checked("to_regions", fn, to_regions, _fmaps(), mistakes=mistakes, recipe=recipe, probes=[axes],
+                   axes="BPE", arg_axes={"fmap": "BEhw"})
 
 
 def check_pool(fn):
     g = torch.Generator().manual_seed(1)
     cases = [(torch.randn(2, 6, 4, generator=g), "avg"), (torch.randn(2, 6, 4, generator=g), "max"),
-             (torch.randn(3, 4, 6, generator=g), "avg"), (torch.randn(3, 4, 6, generator=g), "max")]
+             (torch.randn(3, 4, 6, generator=g), "avg"), (torch.randn(3, 4, 6, generator=g), "max"),
+             (torch.randn(1, 5, 3, generator=g), "avg"), (torch.randn(1, 5, 3, generator=g), "max")]    # a batch of one
     mistakes = [
         Mistake("pooled over the feature dimension (dim=2) instead of over the regions (dim=1)",
                 lambda f, how: f.mean(dim=2) if how == "avg" else f.max(dim=2).values),
@@ -102,14 +104,15 @@ def check_pool(fn):
                 said.append("both give the maximum: the 'avg' branch is never taken (compare how == 'avg')")
         return "; ".join(said) or None
 
-    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint], probes=[parts],
+    return checked("pool", fn, pool, cases, mistakes=mistakes, hints=[tuple_hint], probes=[parts], axes="BE",
+                   arg_axes={"features": "BPE"},
                    recipe=_RECIPES["pool"])
 
 
 def check_preprocess(fn):
     rng = np.random.default_rng(0)
-    # Already at the target size, so any resampling filter gives the same pixels: we grade
-    # scaling, normalising and the axis order, not the choice of filter.
+    # Already at the target size, so any resampling filter gives the same pixels: the cases grade scaling,
+    # normalising and the axis order; `variants` then resizes (8 -> 5 pixels), where the filter matters too.
     img = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     gray = Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).convert("L")
     cases = [(img, 8), (gray, 6)]
@@ -125,6 +128,36 @@ def check_preprocess(fn):
         Mistake("channels are last, (S, S, 3): torch convolutions want (3, S, S), use permute(2, 0, 1)",
                 lambda im, s: (as_tensor(im, s) / 255 - torch.tensor(MEAN)) / torch.tensor(STD)),
     ]
+    def normalised(arr: torch.Tensor) -> torch.Tensor:
+        return (arr - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+    def same(a, b) -> bool:
+        return torch.is_tensor(a) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-4)
+
+    def variants(fn, resize_is_all: bool = False) -> str | None:
+        """The learner's output on a photo that is resized, against what each plausible slip makes of it.
+        resize_is_all: the learner is right on the cases, which need no resizing, so only the resize can be wrong."""
+        if not resize_is_all and same(fn(img, 8), preprocess(img, 8)):
+            return None                                   # right values without resizing: the slip is elsewhere (dtype?)
+        got = fn(img, 5)
+        if same(got, preprocess(img, 5)):
+            return None
+        for name in ("NEAREST", "BICUBIC", "BOX", "HAMMING", "LANCZOS"):
+            x = torch.from_numpy(np.asarray(img.resize((5, 5), getattr(Image, name)), dtype=np.float32)).permute(2, 0, 1)
+            if same(got, normalised(x / 255)):
+                return (f"the image is resized with {name}{' (what resize() uses when no filter is given)' if name == 'BICUBIC' else ''}: "
+                        "the course's features are made with Image.BILINEAR: img.resize((size, size), Image.BILINEAR)")
+        arr = as_tensor(img, 5)                                            # (S, S, 3), 0..255
+        if same(got, normalised(arr.reshape(3, 5, 5) / 255)):
+            return ("reshape(3, S, S) on the (S, S, 3) array keeps the memory order, so the pixels are scrambled: move "
+                    "the channel axis with permute(2, 0, 1)")
+        if same(got, normalised(arr.permute(2, 0, 1)) / 255):
+            return "normalised before scaling, then divided by 255: scale to [0, 1] first (/ 255), then (x - mean) / std"
+        if not resize_is_all:
+            return None
+        return ("a photo that must be resized (8 x 8 pixels to 5 x 5) comes out wrong: resize with "
+                "img.resize((size, size), Image.BILINEAR) before anything else")
+
     def parts(fn) -> str | None:
         """One colour, then a gradient along the width: the normalisation, then the axis order."""
         said = []
@@ -148,5 +181,6 @@ def check_preprocess(fn):
                                            "first") if getattr(args[0], "mode", "RGB") != "RGB" else None,
             ValueError: lambda e, args: ("a grayscale photo has one channel: convert it with img.convert('RGB') "
                                          "first") if getattr(args[0], "mode", "RGB") != "RGB" else None}
-    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes, probes=[parts], errors=gray,
+    return checked("preprocess", fn, preprocess, cases, mistakes=mistakes, probes=[variants, parts], errors=gray,
+                   properties=[lambda fn: variants(fn, resize_is_all=True)],
                    recipe=_RECIPES["preprocess"])

@@ -12,6 +12,10 @@ from ..lstm import lstm_step, lstm_unroll
 __all__ = ["lstm_step", "lstm_unroll", "check_lstm_step", "check_lstm_unroll"]
 
 
+STEP_AXES = {"x": "BM", "h": "BH", "c": "BH", "weight_ih": ("4H", "M"), "weight_hh": ("4H", "H"), "bias_ih": ("4H",),
+             "bias_hh": ("4H",)}
+
+
 def _step_cases():
     g = torch.Generator().manual_seed(0)
     out = []
@@ -77,6 +81,7 @@ def check_lstm_step(fn):
     shapes = {RuntimeError: lambda e, args: ("x is (B, M) and W_ih is (4H, M): the gates are x @ W_ih.T + b_ih + "
                                              "h @ W_hh.T + b_hh (transpose the weights)") if "mat1 and mat2" in str(e) else None}
     return checked("lstm_step", fn, lstm_step, _step_cases(), mistakes=mistakes, atol=1e-8, errors=shapes,
+                   axes=("BH", "BH"), arg_axes=STEP_AXES,
                    probes=[swapped_outputs, _one_gate_at_a_time],
                    recipe=_RECIPES["lstm_step"])
 
@@ -205,4 +210,22 @@ def check_lstm_unroll(fn):
     recipe = {0: "the recipe: for t in range(T): h, c = cell(xs[:, t], (h, c)); keep every h; then "
                  "torch.stack(hs, dim=1) gives (B, T, H)", 1: "the recipe: return the (h, c) of the last step"}
     return checked("lstm_unroll", fn, lstm_unroll, cases, mistakes=mistakes, atol=1e-8, probes=[_unroll_parts],
-                   recipe=recipe)
+                   axes=("BTH", ("BH", "BH")), arg_axes={"xs": "BTM", "h": "BH", "c": "BH"},
+                   properties=[_gradient_through_time], recipe=recipe)
+
+
+def _gradient_through_time(fn) -> str | None:
+    """Training backpropagates through the unroll: the last h must depend, with gradient, on the first input and
+    on the initial state. A .detach() (or no_grad) on the state cuts that path while the values stay right."""
+    g = torch.Generator().manual_seed(5)
+    xs, h0, c0 = (torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True) for s in ((2, 4, 3), (2, 2), (2, 2)))
+    hs, _ = fn(xs, h0, c0, _Cell(3, 2, seed=4))
+    if not torch.is_tensor(hs) or not hs.requires_grad:
+        return ("no gradient flows out of hs: the unroll runs under torch.no_grad() or detaches h; training "
+                "backpropagates through every step, so keep the graph")
+    first_input, start = (torch.autograd.grad(hs[:, -1].sum(), t, allow_unused=True, retain_graph=True)[0] for t in (xs, h0))
+    if first_input is None or not bool(first_input[:, 0].abs().sum() > 0) or start is None:
+        return ("the last h gets no gradient from the first input or the initial state: the state carried between "
+                "steps is detached (.detach() / .data / no_grad). Values agree, but backpropagation through time stops "
+                "at one step: carry h and c as the cell returns them")
+    return None

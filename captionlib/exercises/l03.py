@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..checks import Mistake, checked
+from ..checks import Mistake, checked, ungraded_parameters
 from ..decoder import DecoderConfig, build_decoder
 
 __all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "check_shift_captions", "check_masked_loss",
@@ -67,7 +67,7 @@ def check_shift_captions(fn):
         Mistake("inputs still contain the last token: they must stop one short, captions[:, :-1]",
                 lambda c: (c, c[:, 1:])),
     ]
-    return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes,
+    return checked("shift_captions", fn, shift_captions, [(CAPS,), (CAPS[:1, :5],)], mistakes=mistakes, axes=("BT", "BT"),
                    probes=[_which_positions],
                    recipe=_RECIPES["shift_captions"])
 
@@ -99,7 +99,8 @@ def _logit_cases():
     g = torch.Generator().manual_seed(0)
     pad3 = torch.where(CAPS[:, 1:] == 0, 3, CAPS[:, 1:])                 # a vocabulary whose <pad> is not 0
     return [(torch.randn(3, 6, 10, generator=g), CAPS[:, 1:], 0), (torch.randn(2, 4, 10, generator=g), CAPS[:2, 1:5], 0),
-            (torch.randn(3, 6, 10, generator=g), pad3, 3)]
+            (torch.randn(3, 6, 10, generator=g), pad3, 3),
+            (torch.randn(3, 6, 10, generator=g) * 300, CAPS[:, 1:], 0)]        # large logits, as a confident model's
 
 
 def check_masked_loss(fn):
@@ -120,6 +121,8 @@ def check_masked_loss(fn):
 
     mistakes = [
         Mistake("<pad> targets are counted in the loss: mask them out (ignore_index=pad_idx)", counts_pad),
+        Mistake("the pad index is a literal 0: with pad_idx = 3 the padding is counted. Mask with the pad_idx argument",
+                lambda logits, targets, pad_idx=0: masked_loss(logits, targets, 0)),
         Mistake("the loss is averaged over the padded length (B*T): divide by the number of real tokens", over_padded_length),
         Mistake("the loss is summed, not averaged: its size would depend on the batch", summed),
         Mistake("the mean is per caption, then over captions: average over all real tokens of the batch instead", per_caption_mean),
@@ -137,9 +140,19 @@ def check_masked_loss(fn):
                     f"use -log_softmax of the logits at the target (F.cross_entropy does both), not softmax or raw logits")
         return None
 
-    notes = [None, None, "when the pad index is 3, not 0 (mask with the pad_idx argument, never a literal 0)"]
-    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes,
-                   probes=[uniform_logits],
+    notes = [None, None, "when the pad index is 3, not 0 (mask with the pad_idx argument, never a literal 0)",
+             "with large logits (hundreds, as a confident model has)"]
+
+    def overflow(fn) -> str | None:
+        logits, targets, pad = _logit_cases()[3]
+        got = fn(logits, targets, pad)
+        if torch.is_tensor(got) and not torch.isfinite(got).all() and torch.isfinite(masked_loss(logits, targets, pad)):
+            return (f"with large logits (in the hundreds) your loss is {float(got)}: log(softmax(x)) underflows to log(0) = -inf. "
+                    "Use log_softmax (F.log_softmax, or F.cross_entropy), which subtracts the largest logit first")
+        return None
+    return checked("masked_loss", fn, masked_loss, _logit_cases(), mistakes=mistakes, notes=notes, axes="",
+                   arg_axes={"logits": "BTV", "targets": "BT"},
+                   probes=[overflow, uniform_logits],
                    recipe=_RECIPES["masked_loss"])
 
 
@@ -197,5 +210,22 @@ def check_teacher_forced_logits(fn):
                 return "these are log-probabilities: return the raw logits (cross-entropy applies log-softmax itself)"
         return None
 
-    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts],
+    def trainable(fn) -> str | None:                 # the loss is backpropagated through these logits
+        decoder, features, captions = _decoder(True), torch.randn(2, 4, 6), CAPS[:2]
+        out = fn(decoder, features, captions)
+        if not torch.is_tensor(out) or not out.requires_grad:
+            return ("the logits carry no gradient: the unroll runs under torch.no_grad() (or detaches them). Training "
+                    "backpropagates the loss through these logits into the decoder: keep the graph")
+        missing = ungraded_parameters(decoder, out, teacher_forced_logits(decoder, features, captions))
+        if missing:
+            return (f"no gradient would reach {', '.join(missing[:4])}: the part of the step that uses them ran under "
+                    "torch.no_grad() or was detached, so training would leave them as they are. Keep init_state, "
+                    "prepare and every step in the graph")
+        return None
+
+    no_memo = {AttributeError: lambda e, args: ("memo is None where the attention decoder needs its projected regions: "
+                                                "memo = decoder.prepare(features), once, then pass it to every step")
+               if "NoneType" in str(e) and args[0].config.attention else None}
+    return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts], errors=no_memo,
+                   axes="BTV", arg_axes={"features": "BPE", "captions": "BT"}, properties=[trainable],
                    recipe=_RECIPES["teacher_forced_logits"])

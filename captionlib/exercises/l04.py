@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import Mistake, checked
+from ..checks import Mistake, checked, grad_reaches
 from ..decoder import DecoderConfig, build_decoder
 
 __all__ = ["attend", "attention_step", "check_attend", "check_attention_step"]
@@ -37,7 +37,8 @@ def attention_step(decoder, words, state, features, projected):
 def _attend_cases():
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
-    return [(r(2, 5, 3), r(2, 5, 4), r(2, 6), r(4, 6), r(4)), (r(3, 4, 2), r(3, 4, 3), r(3, 2), r(3, 2), r(3))]
+    return [(r(2, 5, 3), r(2, 5, 4), r(2, 6), r(4, 6), r(4)), (r(3, 4, 2), r(3, 4, 3), r(3, 2), r(3, 2), r(3)),
+            (r(1, 5, 3), r(1, 5, 4), r(1, 6), r(4, 6), r(4))]                   # a batch of one
 
 
 
@@ -77,7 +78,21 @@ def check_attend(fn):
         Mistake("the context is not a convex combination: weight the regions by α (after the softmax), not by the raw scores e", raw_scores),
     ]
     return checked("attend", fn, attend, _attend_cases(), mistakes=mistakes, atol=1e-8, probes=[_attend_parts],
+                   properties=[_scores_are_trained], notes=[None, None, "with a batch of one (B = 1)"],
+                   axes=("BE", "BP"), arg_axes={"features": "BPE", "projected": "BPA", "h": "BH", "W_h": "AH", "w": "A"},
                    recipe=_RECIPES["attend"])
+
+
+def _scores_are_trained(fn) -> str | None:
+    """The score's weights W_h and w learn only through α: the context must carry their gradient."""
+    features, projected, h, W_h, w = (t.clone().requires_grad_(True) for t in _attend_cases()[0])
+    context, alpha = fn(features, projected, h, W_h, w)
+    to_context = grad_reaches(context, W_h, w)
+    if not all(to_context):
+        return ("no gradient flows from the context back into the scores' weights (W_h, w): α was detached or computed "
+                "under no_grad before weighting the features. The values agree, but attention would never learn where "
+                "to look: keep α in the graph")
+    return None
 
 
 def _attend_parts(fn) -> str | None:
@@ -89,8 +104,8 @@ def _attend_parts(fn) -> str | None:
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     f, pr, h, W_h, w = r(3, 4, 2), r(3, 4, 5), r(3, 6), r(5, 6), r(5)
     context, alpha = fn(f, pr, h, W_h, w)
-    if alpha.shape != (3, 4):
-        return f"alpha has shape {tuple(alpha.shape)}, expected (B, P) = (3, 4): one weight per region"
+    if alpha.shape != (3, 4) or context.shape != (3, 2):
+        return None                                   # a shape slip: the shape doctor names it, not a guess here
     rows, cols = alpha.sum(1), alpha.sum(0)
     normalised = torch.allclose(rows, torch.ones(3, dtype=rows.dtype))
     if not normalised:
@@ -183,13 +198,32 @@ def _step_parts(fn) -> str | None:
 
 
 def _dropout_used(fn) -> str | None:
-    """Dropout acts only in training, so eval-mode values cannot show whether it is there: look, in train mode."""
+    """Dropout acts only in training, so eval-mode values cannot show whether it is there: look, in train mode.
+    It belongs on h's way to the output layer only: the state handed to the next step and the LSTM's input stay
+    as they are (in train mode the reference's (h, c) equal its eval-mode ones)."""
     args = _step_cases()[0]
-    args[0].train()
-    _, got = _recorded(fn, args)
+    decoder = args[0]
+    decoder.dropout.p = 0.5
+    decoder.train()
+    try:
+        torch.manual_seed(11)
+        (logits, state, _), got = _recorded(fn, args)
+        torch.manual_seed(11)
+        (_, want_state, _), want = _recorded(attention_step, args)
+    finally:
+        decoder.dropout.p = 0.0
+        decoder.eval()
     if "dropout" not in got:
         return ("dropout is not applied before the output layer: logits = decoder.fc(decoder.dropout(h)) (it acts in "
                 "training only, which is why the values above agreed)")
+    same = lambda a, b: torch.is_tensor(a) and a.shape == b.shape and torch.allclose(a, b, atol=1e-6)   # noqa: E731
+    x_got, x_want = got.get("cell", (None,))[0], want["cell"][0]
+    if x_got is not None and x_got.shape == x_want.shape and not same(x_got, x_want):
+        return ("in training mode the LSTM's input is changed by dropout: apply dropout only to h on its way to the "
+                "output layer, logits = fc(dropout(h)); the input [embedding, β ⊙ z] goes in as it is")
+    if isinstance(state, tuple) and len(state) == 2 and not (same(state[0], want_state[0]) and same(state[1], want_state[1])):
+        return ("in training mode the returned state (h, c) is changed by dropout: the next step must get the LSTM's own "
+                "(h, c); dropout goes only on the copy of h fed to the output layer, logits = fc(dropout(h))")
     return None
 
 
@@ -217,6 +251,7 @@ def check_attention_step(fn):
         Mistake("the logits come from the previous h: predict from the new h the LSTM just returned", logits_from_old_h),
     ]
     result = checked("attention_step", fn, attention_step, _step_cases(), mistakes=mistakes, probes=[_step_parts],
+                     axes=("BV", ("BH", "BH"), "BP"), arg_axes={"words": "B", "features": "BPE", "projected": "BPA"},
                      properties=[_dropout_used],
                      recipe=_RECIPES["attention_step"])
     if result is fn:  # correct: one more look, for speed

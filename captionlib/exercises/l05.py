@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import Mistake, checked
+from ..checks import Mistake, checked, grad_reaches
 from ..decoder import scheduled_input
 
 __all__ = ["scheduled_input", "check_scheduled_input"]
@@ -92,6 +92,18 @@ def no_gradient_through_the_sample(fn) -> str | None:
     return GRADIENT if grad is not None and bool(grad.abs().sum() > 0) else None
 
 
+def embedding_learns(fn) -> str | None:
+    """The returned input is what the step reads: the embedding must get its gradient through it (only the sampled
+    word is cut from the graph, not the lookup)."""
+    emb, captions, logits, t, _, _ = _cases()[2]
+    out = fn(emb, captions, logits, t, 0.5, torch.Generator().manual_seed(0))
+    if not torch.is_tensor(out) or not grad_reaches(out, emb.weight)[0]:
+        return ("no gradient reaches the embedding from the input you return: the lookup ran under torch.no_grad() (or "
+                "was detached). Only the sampled word is cut from the graph (it is an index); embedding(words) must "
+                "stay in it, or the embedding never learns")
+    return None
+
+
 def _sampling_parts(fn) -> str | None:
     """The form of the output, the use of the generator, one coin per caption, and sampling (not argmax)."""
     emb, captions, logits, t, _, _ = _cases()[2]
@@ -133,6 +145,7 @@ def check_scheduled_input(fn):
         IndexError: lambda e, args: ("logits holds the steps 0..t-1 so far: the prediction of the previous step is "
                                      "logits[:, t - 1]"),
     }
-    return checked("scheduled_input", fn, scheduled_input, _cases(), mistakes=MISTAKES,
-                   properties=[no_gradient_through_the_sample], probes=[_sampling_parts], errors=errors,
+    return checked("scheduled_input", fn, scheduled_input, _cases(), mistakes=MISTAKES, axes="BM",
+                   arg_axes={"captions": "BT", "logits": "BtV"},
+                   properties=[no_gradient_through_the_sample, embedding_learns], probes=[_sampling_parts], errors=errors,
                    recipe=_RECIPES["scheduled_input"])

@@ -174,6 +174,7 @@ def check_beam_step(fn):
                 "rank by the whole hypothesis, scores[:, None] + logp", _not_accumulated),
     ]
     return checked("beam_step", fn, beam_step, _beam_cases(), mistakes=mistakes, notes=_BEAM_NOTES, probes=[_beam_parts],
+                   axes=("k", "k", "k"), arg_axes={"scores": "K", "logp": "KV"},
                    recipe=_RECIPES["beam_step"])
 
 
@@ -228,6 +229,10 @@ def _finished_parts(fn) -> str | None:
         score, tokens = entry
         if isinstance(score, list) and not isinstance(tokens, list):
             said.append("each finished entry is (score, tokens), in that order (the score first, so they sort by it)")
+        elif isinstance(score, complex):
+            said.append("the score came out a complex number: (score / len) ** length_norm raises a negative number to a "
+                        "fractional power. Only the length is raised: score / len(tokens) ** length_norm (** binds "
+                        "tighter than /)")
         elif isinstance(score, (int, float)):
             for value, why in ((-6.0, "it is not normalised: divide the score by len(tokens) ** length_norm"),
                                (-2.0, "len(tokens) counts <end>: divide by len(s) ** length_norm, with <end> in s"),
@@ -267,8 +272,8 @@ def first_scores(batch: int, k: int) -> torch.Tensor:
 
 
 def _as_start(scores):
-    """Which beam is live does not matter, nor how dead the others are (-1e9 works as well as -inf): compare each
-    row's scores sorted, with very negative ones read as -inf."""
+    """Which beam is live does not matter: compare each row's scores sorted, very negative ones read as -inf (that
+    they must be -inf itself, `_truly_dead` says)."""
     if not torch.is_tensor(scores) or not scores.is_floating_point():
         return scores
     return scores.masked_fill(scores < -1e8, float("-inf")).sort(dim=-1, descending=True).values
@@ -295,6 +300,18 @@ def _start_parts(fn) -> str | None:
     return None
 
 
+def _truly_dead(fn) -> str | None:
+    """-1e9 looks dead, but beam search tells a beam that never held a hypothesis by its -inf score (torch.isinf):
+    -1e9 plus a log-probability is a (terrible) live hypothesis, kept whenever k exceeds the words there are."""
+    scores = fn(2, 3)
+    dead = scores[scores < -1e6]
+    if dead.numel() and bool(torch.isfinite(dead).any()):
+        return (f"the other copies start at {float(dead[0]):g}, not -inf: beam search tells an empty beam by its -inf "
+                "score (torch.isinf), and -1e9 + a log-probability is a (very bad) live hypothesis that a wide beam "
+                "keeps. Use float('-inf') (torch.full(..., float('-inf')))")
+    return None
+
+
 def check_first_scores(fn):
     cases = [(1, 3), (2, 4), (3, 1), (4, 5)]
     mistakes = [
@@ -303,5 +320,5 @@ def check_first_scores(fn):
         Mistake("the scores are (k, B): one row per image, (B, k)", lambda b, k: first_scores(b, k).T),
     ]
     return checked("first_scores", fn, first_scores, cases, mistakes=mistakes, normalize=_as_start,
-                   probes=[_start_parts],
+                   probes=[_start_parts], properties=[_truly_dead],
                    recipe=_RECIPES["first_scores"])

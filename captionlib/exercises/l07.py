@@ -33,6 +33,15 @@ HYPS = ["a red circle above a blue box".split(), "two green triangles and a yell
         "the the the the the cat".split()]
 
 
+def _shorter_than_n(fn) -> str | None:
+    """A caption of fewer than n words has no n-grams at all (a model's one-word caption, scored with BLEU-4)."""
+    short = fn(["a"], ["a b c".split()], 3)
+    if isinstance(short, (tuple, list)) and len(short) == 2 and tuple(short) != (0, 0):
+        return (f"a hypothesis shorter than n has no n-grams: (0, 0) for 'a' at n = 3, yours gives {tuple(short)} "
+                "(len(s) - n + 1 is negative there: count the n-grams there are, max(0, ...))")
+    return None
+
+
 def _clip_parts(fn) -> str | None:
     """The matches and the total, each on hypotheses built so that one rule alone decides them."""
     out = fn("the the cat".split(), ["the cat".split(), "the the dog".split()], 1)
@@ -41,9 +50,17 @@ def _clip_parts(fn) -> str | None:
                 f"{out!r:.40}. The precision is their ratio, computed later over the whole corpus")
     said = []
     matches, total = out
+    window = fn("a a a b".split(), ["a b".split()], 1)[1]              # 4 unigrams: 2 distinct, 3 with range(len - n)
+    if total != 3 and window == 2:
+        return ("the n-grams are counted as a set: 'a a a b' has 4 unigrams, not 2 distinct ones. Count them with a "
+                "Counter (repeats included), then clip each count")
+    if total != 3 and window == 3:
+        return ("the n-gram window stops one short: a sentence of L words has L - n + 1 n-grams, "
+                "range(len(s) - n + 1); range(len(s) - n) misses the last one")
     if total != 3:
         said.append(f"the total is {total}, expected 3: count every n-gram of the hypothesis, repeats included "
                     "('the the cat' has 3 unigrams), not the distinct ones nor the reference's")
+        return "; ".join(said)                                          # the matches are confounded with the total
     # 'the' twice in the hypothesis, at most 1 in the first reference, 2 in the second: both count (max over references).
     if matches != 3:
         if matches == 2:
@@ -92,6 +109,7 @@ def check_clipped_matches(fn):
         Mistake("counts are clipped at the total over all references: clip at the maximum of any single reference", summed),
     ]
     return checked("clipped_matches", fn, clipped_matches, cases, mistakes=mistakes, probes=[_clip_parts],
+                   properties=[_shorter_than_n],
                    recipe=_RECIPES["clipped_matches"])
 
 
@@ -110,6 +128,9 @@ def _penalty_parts(fn) -> str | None:
         said.append("r is the reference length closest to the hypothesis (5 of 5 and 11), not the mean or another one")
     if not close(fn(9, [6]), 1.0):
         said.append("a hypothesis longer than r gets no penalty: BP = 1 when c > r")
+    got = fn(3, [4])
+    if close(got, 1.0) and close(fn(3, [7]), math.exp(1 - 7 // 3)):       # 4 // 3 = 1: no penalty at all
+        said.append("r / c is computed with integer division (4 // 3 = 1): use true division, exp(1 - r / c)")
     got = fn(2, [4])
     if not close(got, math.exp(1 - 4 / 2)):
         said.append(f"for c = 2 words against r = 4, BP = exp(1 - r / c) = exp(-1) = {math.exp(-1):.4f}; yours is {got:.4g}")
@@ -164,6 +185,15 @@ def _bleu_parts(fn) -> str | None:
     """Corpora where one part of BLEU alone decides the answer; names every part that is wrong."""
     said = []
     close = lambda a, b: abs(a - b) < 1e-9                              # noqa: E731
+    # The orders first (every other probe reads BLEU at some max_n): p1 = 1, p2 = 1/4, no brevity penalty.
+    refs, hyps = [["a b c d e".split()]], ["a b d c e".split()]
+    one, two = fn(refs, hyps, 1), fn(refs, hyps, 2)
+    if close(one, 1.0) and close(two, 1.0):
+        return ("the orders stop one short: BLEU-2 of this corpus (p1 = 1, p2 = 1/4) comes out 1, the value of p1 "
+                "alone: loop over n in range(1, max_n + 1)")
+    if close(two, math.exp((math.log2(1.0) + math.log2(0.25)) / 2)):
+        return ("the logarithm is base 2 (log2) but the mean is taken back with exp (base e): use math.log with "
+                "math.exp (or log2 with 2 **): BLEU-2 here must be sqrt(1 * 1/4) = 0.5")
     cat, mat = "the cat sat on the mat".split(), "a dog ran in the park today".split()
     # Pooled, not averaged: one short perfect sentence and one long poor one (every order of n still matches).
     refs, hyps = [[cat], [mat]], [cat[:3], "a dog ran in a big field today".split()]
@@ -196,7 +226,9 @@ def _bleu_parts(fn) -> str | None:
     # The brevity penalty is the corpus's: one short sentence, one long, together longer than their references.
     refs, hyps = [["a b c d".split()], ["e f".split()]], ["a b c".split(), "e f e f e f".split()]
     got, want = fn(refs, hyps, 1), corpus_bleu(refs, hyps, 1)
-    if not close(got, want) and close(got, want * math.exp(1 - 4 / 3) / 2 + want / 2):
+    per_sentence = [math.exp(1 - len(r[0]) / len(h)) if len(h) <= len(r[0]) else 1.0 for r, h in zip(refs, hyps)]
+    if not close(got, want) and (close(got, want * math.exp(1 - 4 / 3) / 2 + want / 2)
+                                 or close(got, want * math.prod(per_sentence))):
         said.append("the brevity penalty is computed per sentence: it is the corpus's, from the total hypothesis length "
                     "c and the total of the closest reference lengths r")
     return "; ".join(said) or None
