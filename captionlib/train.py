@@ -37,7 +37,7 @@ from .decoder import DecoderConfig, build_decoder
 from .utils import RunLock, atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
+__all__ = ["TrainConfig", "train_step", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
            "score_captions", "evaluate_bleu"]
 
 
@@ -68,6 +68,26 @@ class TrainConfig:
     scst_images: int = 16           # images per step (x scst_samples captions)
     scst_max_len: int = 16          # longest sampled caption
     scst_meteor: float = 0.0        # reward = CIDEr-D + this x METEOR's exact-match core (meteor.py; 0: CIDEr-D alone)
+
+
+def train_step(decoder, optimizer, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0,
+               grad_clip: float = 5.0, alpha_c: float = 0.0, sample_prob: float = 0.0) -> float:
+    """One optimisation step of teacher forcing, the loop lesson 03 builds; returns the batch's loss.
+
+    features (B, P, E), captions (B, T). `Trainer` runs this for every batch, and adds around it what a long
+    run needs: checkpoints, early stopping on BLEU, and (in its own longer step) torchrun's shares, mixed
+    precision and a fine-tuned encoder.
+    """
+    decoder.train()                                                    # dropout on (evaluation turns it off)
+    loss = decoder.loss(features, captions, alpha_c, pad_idx, sample_prob)   # teacher-forced forward, masked mean
+    if not torch.isfinite(loss):                                       # never step on a NaN: the weights stay good
+        raise FloatingPointError(f"the loss is {float(loss)}")
+    optimizer.zero_grad(set_to_none=True)                              # gradients add up unless cleared
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_value_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    optimizer.step()
+    return loss.item()
 
 
 def sampling_prob(config: TrainConfig, epoch: int) -> float:
@@ -252,12 +272,14 @@ class Trainer:
         world: this process's place in a torchrun run (`distributed.init()`), or None for one process.
             Each process then trains on every W-th caption of each batch (config.batch_size is the
             batch of all of them together), validation is decoded in W shares, and rank 0 saves.
+        step: your own `train_step(decoder, optimizer, features, captions, pad_idx, grad_clip) -> loss` (lesson 03)
+            to train with instead of `train_step`, for teacher forcing without the attention penalty.
     """
 
     def __init__(self, decoder_config: DecoderConfig, vocab: Vocab, features, captions, train_idx,
                  val_features, val_captions, val_idx, config: TrainConfig | None = None,
                  checkpoint: str | Path | None = None, meta: dict | None = None, mirror_features=None,
-                 world: distributed.World | None = None, encoder=None, images=None, val_images=None):
+                 world: distributed.World | None = None, encoder=None, images=None, val_images=None, step=None):
         if decoder_config.vocab_size != len(vocab):
             raise ValueError(f"decoder vocab_size {decoder_config.vocab_size} != len(vocab) {len(vocab)}")
         config = config if config is not None else TrainConfig()
@@ -265,6 +287,11 @@ class Trainer:
             raise ValueError("self-critical training (scst_epochs) runs in one process only: train the cross-entropy "
                              "epochs with torchrun, then continue with `captionlib train --resume --scst-epochs N` alone")
         self.config, self.vocab, self.meta, self.world = config, vocab, meta or {}, world
+        if step is not None and (world is not None or config.amp or config.fine_tune_encoder or config.sampling != "none"
+                                 or config.alpha_c or decoder_config.attention and config.alpha_c is None):
+            raise ValueError("a train_step of your own trains one process, in float32, with teacher forcing and no "
+                             "attention penalty (alpha_c=0): leave `step` out for the rest")
+        self.step = step
         self.device = world.device if world is not None else pick_device(config.device)
         torch.manual_seed(config.seed)
         self.decoder = build_decoder(decoder_config).to(self.device)
@@ -460,13 +487,30 @@ class Trainer:
 
     def train_step(self, features, captions, sample_prob: float, share: tuple[float, float] = (1.0, 1.0)) -> float:
         """One step on features (b, P, E) (fine-tuning: images (b, 3, S, S)) and captions (b, T); returns the
-        batch's loss.
+        batch's loss. One process in float32 on cached features: the module's `train_step` (lesson 03), or the
+        learner's own. Otherwise the longer path below, which adds torchrun's shares, mixed precision and a
+        fine-tuned encoder to the same five moves (forward, loss, zero_grad, backward and clip, step).
 
         share: in a distributed run, W x this process's fraction of the batch's real tokens and of its captions
         (`_share`); the weighted loss makes DDP's average of the gradients the whole batch's gradient."""
-        self.decoder.train()
+        cfg = self.config
         bad = (~torch.isfinite(features)).flatten(1).any(1)                # (b,) rows holding NaN or inf
-        weight = functools.partial(penalty_weight, self.config)             # λ for the P regions the encoder gives
+        if self.world is None and self.amp_dtype is None and self.encoder is None:
+            if bad.any():
+                self._bad_features(bad.nonzero().flatten().tolist())
+            try:
+                if self.step is not None:                                  # the learner's own (lesson 03)
+                    reported = self.step(self.decoder, self.optimizer, features, captions, self.vocab.pad_idx, cfg.grad_clip)
+                else:
+                    reported = train_step(self.decoder, self.optimizer, features, captions, self.vocab.pad_idx,
+                                          cfg.grad_clip, penalty_weight(cfg, features.shape[1]), sample_prob)
+            except FloatingPointError:
+                reported = float("nan")
+            self._stop_if_non_finite(torch.tensor(float(reported)), "loss")
+            self._update_ema()
+            return float(reported)
+        self.decoder.train()
+        weight = functools.partial(penalty_weight, cfg)                   # λ for the P regions the encoder gives
         if self.world is None:
             if bad.any():
                 self._bad_features(bad.nonzero().flatten().tolist())
@@ -490,8 +534,8 @@ class Trainer:
         else:                                              # float16: scaled up so small gradients do not underflow
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)           # clip the true gradients
-        if self.config.grad_clip:
-            torch.nn.utils.clip_grad_value_(self._trainable(), self.config.grad_clip)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_value_(self._trainable(), cfg.grad_clip)
         if self.scaler is None:
             self.optimizer.step()
         else:

@@ -148,9 +148,10 @@ def _encode_parts(fn) -> str | None:
     got = out
     if any(not isinstance(i, int) for i in got):
         return "return the words' indices (word_to_idx[w]), not the words"
-    if got[:1] != [_W2I["<start>"]] or got[-1:] != [_W2I["<end>"]]:
-        said.append("the indices must start with <start> and end with <end>: [word_to_idx['<start>'], ..., "
-                    "word_to_idx['<end>']]")
+    start, end = got[:1] == [_W2I["<start>"]], got[-1:] == [_W2I["<end>"]]
+    if not (start and end):
+        which = "<start> and <end> are" if not (start or end) else "<start> is" if not start else "<end> is"
+        said.append(f"{which} missing: the indices must be [word_to_idx['<start>'], ..., word_to_idx['<end>']]")
     def words(ids: list) -> list:                                     # without <start> and <end>, where they are
         ids = ids[1:] if ids[:1] == [_W2I["<start>"]] else ids
         return ids[:-1] if ids[-1:] == [_W2I["<end>"]] else ids

@@ -4,6 +4,8 @@ Shapes: B batch, T time, M input dim, H hidden dim. Gate order (i, f, g, o), as 
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
 from ..checks import Mistake, checked
@@ -207,11 +209,19 @@ def check_lstm_unroll(fn):
         Mistake("the hidden state is not carried across steps: each step must start from the (h, c) the previous step returned", _unroll_no_carry),
         Mistake("hs is time-major (T, B, H): stack along dim=1 to get (B, T, H)", _unroll_time_major),
     ]
+    def over_batch(e, args) -> str | None:
+        sizes = {int(n) for n in re.findall(r"\((\d+)\)", str(e))}
+        B, T = args[0].shape[:2]
+        if "must match" in str(e) and sizes == {B, T}:
+            return ("the loop runs over the batch, not over time: `for x in xs` walks the first axis (B). Step t reads "
+                    "xs[:, t], for t in range(xs.shape[1])")
+        return None
+
     recipe = {0: "the recipe: for t in range(T): h, c = cell(xs[:, t], (h, c)); keep every h; then "
                  "torch.stack(hs, dim=1) gives (B, T, H)", 1: "the recipe: return the (h, c) of the last step"}
     return checked("lstm_unroll", fn, lstm_unroll, cases, mistakes=mistakes, atol=1e-8, probes=[_unroll_parts],
                    axes=("BTH", ("BH", "BH")), arg_axes={"xs": "BTM", "h": "BH", "c": "BH"},
-                   properties=[_gradient_through_time], recipe=recipe)
+                   properties=[_gradient_through_time], errors={RuntimeError: over_batch}, recipe=recipe)
 
 
 def _gradient_through_time(fn) -> str | None:

@@ -135,6 +135,10 @@ def check_masked_loss(fn):
             if abs(got - math.log(10) * real / n) < 1e-4:
                 return (f"the masked sum is divided by {what}: divide by the number of real (non-pad) tokens, "
                         f"mask.sum(); with equal logits the loss must be log 10 = {math.log(10):.4f}, yours is {got:.4f}")
+        for n, axis in ((positions // 2, "time axis (dim=1)"), (captions, "batch axis (dim=0)")):
+            if abs(got - math.log(n)) < 1e-4 and n != 10:
+                return (f"the softmax runs over the {axis}: with equal logits the loss comes out log {n} = {got:.4f}. "
+                        "The distribution is over the V words: log_softmax(logits, dim=-1)")
         if abs(got - math.log(10)) > 1e-4:
             return (f"with equal logits for all 10 words the loss must be log 10 = {math.log(10):.4f}, yours is {got:.4f}: "
                     f"use -log_softmax of the logits at the target (F.cross_entropy does both), not softmax or raw logits")

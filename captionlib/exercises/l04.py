@@ -113,7 +113,10 @@ def _attend_parts(fn) -> str | None:
             said.append("α sums to 1 over the batch: take the softmax over the P regions (dim=1)")
         else:
             said.append(f"α must sum to 1 over the P regions (a softmax over dim=1); yours sums to {rows[0].item():.3g}")
-    if context.shape != (3, 2) or not torch.allclose(context, (alpha.unsqueeze(2) * f).sum(1)):
+    if torch.allclose(context, (alpha.unsqueeze(2) * f).mean(1)):
+        said.append("the weighted regions are averaged (mean over P): the context is their sum, Σ_p α_p f_p, "
+                    ".sum(dim=1) (α already sums to 1, so the sum is the weighted average)")
+    elif not torch.allclose(context, (alpha.unsqueeze(2) * f).sum(1)):
         said.append("the context must be Σ_p α_p f_p, the features weighted by your own α and summed over regions")
     big = torch.zeros(1, 3, 2, dtype=torch.float64)
     big[0, 0] = 100.0                                                  # region 0's projection is huge

@@ -109,6 +109,9 @@ def _sampling_parts(fn) -> str | None:
     emb, captions, logits, t, _, _ = _cases()[2]
     B = captions.shape[0]
     out = fn(emb, captions, logits, t, 0.5, torch.Generator().manual_seed(0))
+    if torch.is_tensor(out) and out.shape == (B, B, emb.embedding_dim):
+        return (f"the inputs are (B, B, M) = {tuple(out.shape)}: torch.multinomial returns (B, 1), and torch.where of "
+                "the (B,) coins against (B, 1) samples broadcasts to (B, B). Squeeze the samples: .squeeze(1)")
     if not torch.is_tensor(out) or out.shape != (B, emb.embedding_dim):
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         return f"return the embedded inputs, (B, M) = {(B, emb.embedding_dim)}: embedding(words), not {shape}"

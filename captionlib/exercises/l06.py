@@ -223,6 +223,10 @@ def _finished_parts(fn) -> str | None:
     """One hypothesis of each kind at a time: how a finished one is scored and stored, whether the earlier finished
     ones are kept, and whether a finished one leaves the beam. Names every part that is wrong."""
     said = []
+    _, _, rooted = fn([[4, 4, 4, END]], [-6.0], [], 0.5)              # -6 / 4 ** 0.5 = -3
+    if rooted and isinstance(rooted[-1], (tuple, list)) and isinstance(rooted[-1][0], complex):
+        return ("the score came out a complex number: (score / len) ** length_norm raises a negative number to a "
+                "fractional power. Only the length is raised: score / len(tokens) ** length_norm (** binds tighter than /)")
     live, _, done = fn([[4, 4, 4, END]], [-6.0], [], 1.0)             # 4 tokens, <end> included: -6 / 4 = -1.5
     entry = done[-1] if done else None
     if entry is not None and isinstance(entry, (tuple, list)) and len(entry) == 2:
@@ -285,6 +289,9 @@ def _start_parts(fn) -> str | None:
     if not torch.is_tensor(scores) or scores.shape != (2, 3):
         shape = tuple(scores.shape) if torch.is_tensor(scores) else type(scores).__name__
         return f"the scores must be a (B, k) = (2, 3) tensor, one row per image; got {shape}"
+    if bool((scores[0] > -1e8).all()) and bool((scores[1] <= -1e8).all()):
+        return ("the first image's row is all live and the second image's all dead: scores[0] = 0 sets a row (an "
+                "image). One live beam per image is the first column: scores[:, 0] = 0")
     row = scores[0]
     live = row > -1e8
     if not bool(live.any()):
