@@ -377,7 +377,8 @@ def _arg_names(fn: Callable, n: int) -> list[str]:
 def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], mistakes: Sequence[Mistake] = (),
           hints: Sequence[Callable] = (), normalize: Callable = lambda x: x, atol: float = 1e-5, rtol: float = 1e-4,
           properties: Sequence[Callable] = (), errors: dict | None = None, notes: Sequence[str | None] = (),
-          probes: Sequence[Callable] = (), recipe: dict | None = None, axes=None, arg_axes: dict | None = None) -> Result:
+          probes: Sequence[Callable] = (), recipe: dict | None = None, axes=None, arg_axes: dict | None = None,
+          effects: Callable | None = None) -> Result:
     """Grade `fn` against `reference` on each tuple of arguments in `cases`.
 
     Args:
@@ -396,11 +397,15 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             explained by its relation to the right one (the shape doctor, `shape_story`).
         arg_axes: {argument name: its axes' letters}, so an exception raised in the learner's code is explained
             with the letters of the sizes that clash (`explain_exception`).
+        effects: for an exercise whose work is a side effect (a training step updates the model it is given):
+            effects(f) is a function of the same arguments returning what f did (its result, the weights and
+            gradients after it); that is compared. Probes and properties still get the learner's own function.
     """
+    seen = effects or (lambda f: f)
     outputs, mutated = [], []
     for k, args in enumerate(cases):
         try:
-            raw, changed = _changed(fn, args)
+            raw, changed = _changed(seen(fn), args)
             got = normalize(raw)
             mutated.append(changed)
         except NotImplementedError:
@@ -417,7 +422,7 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         outputs.append(got)
     expected = []
     for k, args in enumerate(cases):
-        raw, allowed = _changed(reference, args)
+        raw, allowed = _changed(seen(reference), args)
         expected.append(normalize(raw))
         wrong = sorted(mutated[k] - allowed)
         if wrong:     # the caller's tensors change behind its back: a bug even when the output is right
@@ -429,13 +434,16 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
     problems = [(k, p) for k, p in problems if p]
     if not problems:
         for prop in properties:
-            d = prop(fn)
+            try:
+                d = prop(fn)
+            except Exception:                              # the property's own input broke the learner's code: no verdict
+                d = None
             if d:
                 return Result(name, WRONG, d, diagnosis=d)
         return Result(name, DONE, f"correct on all {len(cases)} test inputs")
     for m in mistakes:
         try:
-            wrong = [normalize(_call(m.impl, args)) for args in cases]
+            wrong = [normalize(_call(seen(m.impl), args)) for args in cases]
         except Exception:
             continue
         if all(describe_difference(w, g, atol, rtol) is None for w, g in zip(wrong, outputs)):

@@ -29,7 +29,7 @@ from .bleu import bleu_scores
 from .shapes import COLOURS, SHAPE_WORDS, PLURAL
 from .vocab import tokenize
 
-__all__ = ["reference_ceiling", "score_beams", "PUBLISHED", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
+__all__ = ["reference_ceiling", "leave_one_out", "against_humans", "score_beams", "PUBLISHED", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
            "object_mentions", "hallucination"]
 
 # Published test scores to compare with, same metrics (pycocoevalcap): Xu et al. 2015, Table 1.
@@ -70,6 +70,37 @@ def reference_ceiling(captions: list, tokenizer: str = "words") -> dict:
         refs = [[tokenize(r, tokenizer) for m, r in enumerate(c) if m != j] for c in captions]
         runs.append(bleu_scores(refs, hyps))
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+
+
+def leave_one_out(references: list, hypotheses: list, score) -> float:
+    """A model's score on the references a person is scored on (lesson 09's exercise).
+
+    references[i]: the K token lists of image i; hypotheses[i]: the model's caption of image i (tokens);
+    score(references, hypotheses) -> float, a corpus metric. Returns the mean over k of the score against every
+    image's references but its k-th: K - 1 references each time, as `reference_ceiling` scores a person."""
+    K = min(len(r) for r in references)
+    if K < 2:
+        raise ValueError("leaving one reference out needs at least 2 references per image")
+    return sum(score([r[:k] + r[k + 1:] for r in references], hypotheses) for k in range(K)) / K
+
+
+def against_humans(references: list, hypotheses: list, score) -> dict:
+    """The model and the people on the same references: in round k, every image's k-th reference is set aside;
+    the model's caption and that k-th reference (a person's caption) are both scored against the other K - 1.
+
+    references[i]: token lists; hypotheses[i]: tokens; score(references, hypotheses) -> a number or a dict of them.
+    Returns {"model": ..., "humans": ..., "references per caption": K - 1}, each the mean over the K rounds."""
+    K = min(len(r) for r in references)
+    if K < 2:
+        raise ValueError("scoring against the other references needs at least 2 references per image")
+    model, humans = [], []
+    for k in range(K):
+        others = [r[:k] + r[k + 1:] for r in references]                  # the same K - 1 references for both
+        model.append(score(others, hypotheses))
+        humans.append(score(others, [r[k] for r in references]))
+    mean = lambda runs: ({key: float(np.mean([r[key] for r in runs])) for key in runs[0]}   # noqa: E731
+                         if isinstance(runs[0], dict) else float(np.mean(runs)))
+    return {"model": mean(model), "humans": mean(humans), "references per caption": K - 1}
 
 
 def score_beams(decoder, vocab, features, indices, references: list, beams=(1, 3, 5), device="cpu", max_len: int = 20,

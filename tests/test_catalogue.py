@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from captionlib.checks import is_reference
 import wrong_solutions as w
-from captionlib.exercises import l00, l01, l02, l03, l04, l05, l06, l07
+from captionlib.exercises import l00, l01, l02, l03, l04, l05, l06, l07, l08, l09
 
 
 def _ce(logits, targets, **kw):
@@ -223,7 +223,50 @@ CHECKS = {"shift_captions": (l03.check_shift_captions, l03.shift_captions),
           "teacher_forced_logits": (l03.check_teacher_forced_logits, l03.teacher_forced_logits),
           "attention_step": (l04.check_attention_step, l04.attention_step),
           "scheduled_input": (l05.check_scheduled_input, l05.scheduled_input),
-          "first_scores": (l06.check_first_scores, l06.first_scores)}
+          "first_scores": (l06.check_first_scores, l06.first_scores),
+          "train_step": (l03.check_train_step, l03.train_step), "greedy_decode": (l05.check_greedy_decode, l05.greedy_decode),
+          "scst_loss": (l08.check_scst_loss, l08.scst_loss), "leave_one_out": (l09.check_leave_one_out, l09.leave_one_out)}
+
+
+# Issue 29's exercises: the training step, free-running decoding, the self-critical loss, leave-one-out scoring.
+CATALOGUE += [
+    ("train_step", "no zero_grad", w.ts_no_zero, "call optimizer.zero_grad() before loss.backward()"),
+    ("train_step", "clipped after the step", w.ts_clip_after, "clipped after optimizer.step()"),
+    ("train_step", "no clipping", w.ts_no_clip, "the gradients are not clipped"),
+    ("train_step", "step before backward", w.ts_step_first, "optimizer.step() runs before loss.backward()"),
+    ("train_step", "backward on loss.item()", w.ts_item_backward, "loss.item() is a float"),
+    ("train_step", "left in eval mode", w.ts_evalmode, "Call decoder.train()"),
+    ("train_step", "a new optimizer inside", w.ts_new_opt, "the optimizer you were given never stepped"),
+    ("train_step", "loss on the inputs", w.ts_wrong_shift, "captions[:, 1:]"),
+    ("train_step", "returns the tensor", w.ts_ret_tensor, "loss.item()"),
+    ("train_step", "norm clipping", w.ts_norm_clip, "clipped by their norm"),
+    ("train_step", "zero_grad after backward", w.ts_zero_after, "zero_grad() after loss.backward() erased them"),
+    ("greedy_decode", "<start> and <pad> not masked", w.gd_no_mask, "Set their logits to -inf"),
+    ("greedy_decode", "never stops", w.gd_no_stop, "go on after <end> until max_len"),
+    ("greedy_decode", "finished captions grow", w.gd_grows, "a finished caption keeps growing"),
+    ("greedy_decode", "feeds <start> every step", w.gd_feeds_start, "every step reads <start>"),
+    ("greedy_decode", "squeeze() at B = 1", w.gd_squeezer, "with a batch of one"),
+    ("greedy_decode", "argmax over the batch", w.gd_wrong_axis, "the argmax ran over the batch axis"),
+    ("greedy_decode", "max_len off by one", w.gd_off_by_one, "run at most max_len steps"),
+    ("greedy_decode", "<start> in the captions", w.gd_with_start, "the captions start with <start>"),
+    ("greedy_decode", "<end> dropped", w.gd_no_end_token, "<end> is missing"),
+    ("scst_loss", "the sign", w.sl_sign, "the sign is flipped"),
+    ("scst_loss", "no baseline", w.sl_nobase, "the baseline is not subtracted"),
+    ("scst_loss", "baseline with gradient", w.sl_nodetach, "gradient flows into the baseline"),
+    ("scst_loss", "mask ignored", w.sl_nomask, "the <pad> positions count"),
+    ("scst_loss", "mean over the words", w.sl_meanwords, "averaged over the words"),
+    ("scst_loss", "mean over every token", w.sl_allmean, "or over every token of the batch, which is the same"),
+    ("scst_loss", "summed over captions", w.sl_summed, "summed over captions"),
+    ("scst_loss", "one loss per caption", w.sl_vec, "return one number"),
+    ("scst_loss", "an .item() in the loss", w.sl_itemed, "no gradient reaches the log-probabilities"),
+    ("leave_one_out", "all references", w.loo_allrefs, "every reference is used"),
+    ("leave_one_out", "K - 1 rounds", w.loo_short, "one reference is never left out"),
+    ("leave_one_out", "max over rounds", w.loo_mx, "combined by their maximum"),
+    ("leave_one_out", "image by image", w.loo_per_image, "each image is scored alone"),
+    ("leave_one_out", "divided by the images", w.loo_byimages, "divided by the number of images"),
+    ("leave_one_out", "one round only", w.loo_lastonly, "one round only"),
+    ("leave_one_out", "a fixed divisor", w.loo_firstK, "divides by a fixed number of rounds"),
+]
 
 
 def _verdict(exercise, fn):

@@ -912,3 +912,198 @@ def h_first_live_last(batch, k):
     s = torch.zeros(batch, k)
     s[:, 0] = -math.inf                                              # "the first is special"
     return s
+
+
+# ------------------------------------------------------------------ issue 29's new exercises: train_step (lesson 03),
+# greedy_decode (05), scst_loss (08) and leave_one_out (09), each slip written as a learner writes it
+
+from captionlib.exercises.l03 import masked_loss  # noqa: E402
+from captionlib.exercises.l05 import END as G_END, START, greedy_decode  # noqa: E402
+
+def ts_no_zero(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); optimizer.step(); return loss.item()
+
+
+def ts_clip_after(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); loss.backward(); optimizer.step(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); return loss.item()
+
+
+def ts_no_clip(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); loss.backward(); optimizer.step(); return loss.item()
+
+
+def ts_step_first(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); optimizer.step(); loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); return loss.item()
+
+
+def ts_item_backward(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx).item()
+    optimizer.zero_grad(); loss.backward(); optimizer.step(); return loss
+
+
+def ts_evalmode(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); optimizer.step(); return loss.item()
+
+
+def ts_new_opt(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    opt=torch.optim.Adam(decoder.parameters(), lr=1e-3)
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); opt.step(); return loss.item()
+
+
+def ts_wrong_shift(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,:-1],pad_idx)
+    optimizer.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); optimizer.step(); return loss.item()
+
+
+def ts_ret_tensor(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); optimizer.step(); return loss
+
+
+def ts_norm_clip(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    optimizer.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(decoder.parameters(), grad_clip); optimizer.step(); return loss.item()
+
+
+def ts_zero_after(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+    decoder.train(); logits,_=decoder(features,captions); loss=masked_loss(logits,captions[:,1:],pad_idx)
+    loss.backward(); optimizer.zero_grad(); torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip); optimizer.step(); return loss.item()
+
+
+def gd_no_mask(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    words=torch.full((B,),START); caps=[[] for _ in range(B)]; done=torch.zeros(B,dtype=torch.bool)
+    for _ in range(max_len):
+        logits,state,_=decoder.step(words,state,features,memo); words=logits.argmax(-1)
+        for b in range(B):
+            if not done[b]: caps[b].append(int(words[b]))
+        done|=words==G_END
+        if done.all(): break
+    return caps
+
+
+def gd_no_stop(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    words=torch.full((B,),START); caps=[[] for _ in range(B)]
+    for _ in range(max_len):
+        logits,state,_=decoder.step(words,state,features,memo); logits[:,[0,1]]=-1e9; words=logits.argmax(-1)
+        for b in range(B): caps[b].append(int(words[b]))
+    return caps
+
+
+def gd_grows(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    words=torch.full((B,),START); caps=[[] for _ in range(B)]; done=torch.zeros(B,dtype=torch.bool)
+    for _ in range(max_len):
+        logits,state,_=decoder.step(words,state,features,memo); logits[:,[0,1]]=-1e9; words=logits.argmax(-1)
+        for b in range(B): caps[b].append(int(words[b]))
+        done|=words==G_END
+        if done.all(): break
+    return caps
+
+
+def gd_feeds_start(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    start=torch.full((B,),START); caps=[[] for _ in range(B)]; done=torch.zeros(B,dtype=torch.bool)
+    for _ in range(max_len):
+        logits,state,_=decoder.step(start,state,features,memo); logits[:,[0,1]]=-1e9; words=logits.argmax(-1)
+        for b in range(B):
+            if not done[b]: caps[b].append(int(words[b]))
+        done|=words==G_END
+        if done.all(): break
+    return caps
+
+
+def gd_squeezer(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    words=torch.full((B,),START); caps=[[] for _ in range(B)]; done=torch.zeros(B,dtype=torch.bool)
+    for _ in range(max_len):
+        logits,state,_=decoder.step(words,state,features,memo); logits[:,[0,1]]=-1e9; words=logits.argmax(-1,keepdim=True).squeeze()
+        for b in range(B):
+            if not done[b]: caps[b].append(int(words[b]))
+        done|=words==G_END
+        if done.all(): break
+    return caps
+
+
+def gd_wrong_axis(decoder, features, max_len=20):
+    B=features.shape[0]; state,memo=decoder.init_state(features),decoder.prepare(features)
+    words=torch.full((B,),START); caps=[[] for _ in range(B)]; done=torch.zeros(B,dtype=torch.bool)
+    for _ in range(max_len):
+        logits,state,_=decoder.step(words,state,features,memo); logits[:,[0,1]]=-1e9; words=logits.argmax(0)
+        for b in range(B):
+            if not done[b]: caps[b].append(int(words[b]))
+        done|=words==G_END
+        if done.all(): break
+    return caps
+
+
+def gd_off_by_one(decoder, features, max_len=20):
+    return greedy_decode(decoder, features, max_len - 1)
+
+
+def gd_with_start(decoder, features, max_len=20):
+    return [[START] + c for c in greedy_decode(decoder, features, max_len)]
+
+
+def gd_no_end_token(decoder, features, max_len=20):
+    return [[w for w in c if w != G_END] for c in greedy_decode(decoder, features, max_len)]
+
+
+def sl_sign(lp,m,r,b): return ((r-b).detach()*(lp*m).sum(1)).mean()
+
+
+def sl_nobase(lp,m,r,b): return -(r.detach()*(lp*m).sum(1)).mean()
+
+
+def sl_nodetach(lp,m,r,b): return -((r-b)*(lp*m).sum(1)).mean()
+
+
+def sl_nomask(lp,m,r,b): return -((r-b).detach()*lp.sum(1)).mean()
+
+
+def sl_meanwords(lp,m,r,b): return -((r-b).detach()*(lp*m).mean(1)).mean()
+
+
+def sl_allmean(lp,m,r,b): return -((r-b).detach()[:,None]*(lp*m)).mean()
+
+
+def sl_summed(lp,m,r,b): return -((r-b).detach()*(lp*m).sum(1)).sum()
+
+
+def sl_vec(lp,m,r,b): return -((r-b).detach()*(lp*m).sum(1))
+
+
+def sl_itemed(lp,m,r,b): return torch.tensor(-((r-b).detach()*(lp*m).sum(1)).mean().item())
+
+
+def loo_allrefs(R,H,s): return s(R,H)
+
+
+def loo_short(R,H,s):
+    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K-1))/(K-1)
+
+
+def loo_mx(R,H,s):
+    K=len(R[0]); return max(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))
+
+
+def loo_per_image(R,H,s):
+    K=len(R[0]); return sum(s([r[:k]+r[k+1:]],[h]) for r,h in zip(R,H) for k in range(K))/(K*len(R))
+
+
+def loo_byimages(R,H,s):
+    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/len(R)
+
+
+def loo_lastonly(R,H,s): return s([r[:-1] for r in R],H)
+
+
+def loo_firstK(R,H,s):
+    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/3

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from ..checks import Mistake, checked, ungraded_parameters
 from ..decoder import DecoderConfig, build_decoder
 
-__all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "check_shift_captions", "check_masked_loss",
-           "check_teacher_forced_logits"]
+__all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "train_step", "check_shift_captions",
+           "check_masked_loss", "check_teacher_forced_logits", "check_train_step"]
 
 
 def shift_captions(captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +49,11 @@ _RECIPES = {
     "masked_loss": {
         None: ("the recipe: per-token cross-entropy of log_softmax(logits), masked where targets == pad_idx, summed, "
                "divided by the number of real tokens"),
+    },
+    "train_step": {
+        None: ("the recipe: decoder.train(); logits from decoder(features, captions); loss = masked_loss(logits, "
+               "captions[:, 1:], pad_idx); optimizer.zero_grad(); loss.backward(); clip_grad_value_; optimizer.step(); "
+               "return loss.item()"),
     },
     "teacher_forced_logits": {
         None: ("the recipe: state = init_state, memo = prepare; for t in range(T - 1): logits, state = "
@@ -233,3 +238,146 @@ def check_teacher_forced_logits(fn):
     return checked("teacher_forced_logits", fn, teacher_forced_logits, cases, mistakes=mistakes, probes=[parts], errors=no_memo,
                    axes="BTV", arg_axes={"features": "BPE", "captions": "BT"}, properties=[trainable],
                    recipe=_RECIPES["teacher_forced_logits"])
+
+
+# ------------------------------------------------------------------ exercise 4: the training step
+
+def train_step(decoder, optimizer, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0,
+               grad_clip: float = 5.0) -> float:
+    """One optimisation step of teacher forcing: returns the batch's loss as a float.
+
+    features (B, P, E), captions (B, T). The lesson's version of captionlib.train.train_step."""
+    decoder.train()                                                    # dropout on
+    logits, _ = decoder(features, captions)                            # (B, T-1, V), predicting captions[:, 1:]
+    loss = masked_loss(logits, captions[:, 1:], pad_idx)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def _step_setup(seed: int = 0, dropout: float = 0.0, lr: float = 0.1, attention: bool = False, opt: str = "sgd"):
+    """A tiny decoder, an optimiser over its parameters, and a batch."""
+    torch.manual_seed(seed)
+    decoder = build_decoder(DecoderConfig(vocab_size=10, encoder_dim=6, embed_dim=4, hidden_dim=5, attention_dim=3,
+                                          dropout=dropout, attention=attention)).eval()
+    optimizer = (torch.optim.SGD if opt == "sgd" else torch.optim.Adam)(decoder.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed + 1)
+    return decoder, optimizer, torch.randn(3, 4, 6, generator=g), CAPS
+
+
+def _effects(step):
+    """What a training step did: its result, then the decoder's weights and gradients afterwards (same dropout draws)."""
+    def run(decoder, optimizer, features, captions, pad_idx=0, grad_clip=5.0):
+        torch.manual_seed(123)
+        loss = step(decoder, optimizer, features, captions, pad_idx, grad_clip)
+        weights = {n: p.detach().clone() for n, p in decoder.named_parameters()}
+        return loss, weights
+    return run
+
+
+def _weights(decoder) -> dict:
+    return {n: p.detach().clone() for n, p in decoder.named_parameters()}
+
+
+def _moved(before: dict, after: dict) -> float:
+    """The largest change of any weight."""
+    return max(float((after[n] - before[n]).abs().max()) for n in before)
+
+
+def _train_step_parts(fn) -> str | None:
+    """Scenarios where one move of the step alone decides what happens to the weights; names the first that is off."""
+    close = lambda a, b: abs(a - b) < 1e-6                                        # noqa: E731
+    # 1. The loss: equal to the reference's on a fresh model, as a float, computed in training mode.
+    decoder, optimizer, features, captions = _step_setup(dropout=0.5)
+    reference, ref_opt, _, _ = _step_setup(dropout=0.5)
+    torch.manual_seed(5)
+    got = fn(decoder, optimizer, features, captions, 0, 5.0)
+    torch.manual_seed(5)
+    want = train_step(reference, ref_opt, features, captions, 0, 5.0)
+    if torch.is_tensor(got):
+        return "return the loss as a Python float, loss.item(): a tensor would keep its whole graph alive in the history"
+    if not isinstance(got, float):
+        return f"return the loss as a float (loss.item()), not a {type(got).__name__}"
+    if not close(got, want):
+        with torch.no_grad():
+            fresh, _, _, _ = _step_setup(dropout=0.5)
+            torch.manual_seed(5)
+            trained = fresh.train()(features, captions)[0]                     # the same dropout draws as the step's
+            evaluated = fresh.eval()(features, captions)[0]
+            variants = {"eval": masked_loss(evaluated, captions[:, 1:]),
+                        "unshifted": masked_loss(trained, captions[:, :-1])}
+        if close(got, float(variants["eval"])):
+            return ("the model trains in eval mode (dropout off): the loss is the eval-mode one. Call decoder.train() "
+                    "at the start of the step (validation switches it to eval)")
+        if close(got, float(variants["unshifted"])):
+            return ("the loss compares the logits with captions[:, :-1], the inputs: the targets are the next words, "
+                    "captions[:, 1:] (your shift_captions' second output)")
+        return f"the loss on a fresh model is {got:.4f}, expected {want:.4f}: the teacher-forced logits and your masked_loss"
+    # 2. The order of the moves, on a model with no gradients yet: one call must change the weights.
+    decoder, optimizer, features, captions = _step_setup()
+    before = _weights(decoder)
+    fn(decoder, optimizer, features, captions, 0, 5.0)
+    if _moved(before, _weights(decoder)) == 0:
+        if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in decoder.parameters()):
+            return ("the weights did not move, though the gradients are there: optimizer.step() runs before "
+                    "loss.backward() (it applies the previous batch's gradients, none at the first step). The order is "
+                    "zero_grad, backward, clip, step")
+        if all(p.grad is None or not bool(p.grad.abs().sum() > 0) for p in decoder.parameters()):
+            return ("the weights did not move and the gradients are empty: optimizer.zero_grad() runs after "
+                    "loss.backward(), erasing them before the step (or backward is missing). The order is zero_grad, "
+                    "backward, clip, step")
+    # 3. Gradients left from an earlier step must not count: leftovers of 1.0 everywhere, SGD with lr 1, no clip.
+    decoder, optimizer, features, captions = _step_setup(lr=1.0)
+    reference, ref_opt, _, _ = _step_setup(lr=1.0)
+    for p in decoder.parameters():
+        p.grad = torch.ones_like(p)
+    fn(decoder, optimizer, features, captions, 0, 1e6)
+    train_step(reference, ref_opt, features, captions, 0, 1e6)
+    got_w, want_w = _weights(decoder), _weights(reference)
+    if _moved(want_w, got_w) > 1e-5:
+        if all(torch.allclose(got_w[n], want_w[n] - 1.0, atol=1e-5) for n in got_w):
+            return ("the gradients of the previous step are added to this one's: call optimizer.zero_grad() before "
+                    "loss.backward() (backward adds to .grad, it does not replace it)")
+    # 4. Clipping: a tiny clip value, SGD with lr 1: each weight may move by at most the clip.
+    decoder, optimizer, features, captions = _step_setup(lr=1.0)
+    before = _weights(decoder)
+    fn(decoder, optimizer, features, captions, 0, 1e-3)
+    moved = _moved(before, _weights(decoder))
+    reference, ref_opt, _, _ = _step_setup(lr=1.0)
+    reference.train()
+    loss = masked_loss(reference(features, captions)[0], captions[:, 1:])
+    ref_opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1e-3)
+    ref_opt.step()
+    if _moved(_weights(reference), _weights(decoder)) < 1e-7:
+        return ("the gradients are clipped by their norm (clip_grad_norm_): clip each value to [-grad_clip, grad_clip], "
+                "torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip)")
+    if moved > 1e-3 + 1e-7:
+        grads = [p.grad for p in decoder.parameters() if p.grad is not None]
+        if grads and max(float(g.abs().max()) for g in grads) <= 1e-3 + 1e-9:
+            return (f"the gradients are clipped after optimizer.step(): the step used the unclipped ones (a weight moved "
+                    f"by {moved:.3g} with grad_clip 0.001 and lr 1). Clip between backward() and step()")
+        return (f"the gradients are not clipped: with grad_clip 0.001 and lr 1 a weight moved by {moved:.3g}. Clip "
+                "between backward() and step(): torch.nn.utils.clip_grad_value_(decoder.parameters(), grad_clip)")
+    # 5. The optimiser given is the one that steps (Adam keeps state between steps).
+    decoder, optimizer, features, captions = _step_setup(opt="adam", lr=0.01)
+    fn(decoder, optimizer, features, captions, 0, 5.0)
+    if not any(len(state) for state in optimizer.state.values()):
+        return ("the optimizer you were given never stepped: a new one made inside the step (or one over another "
+                "model's parameters) forgets Adam's running averages every step. Use `optimizer`")
+    return None
+
+
+def check_train_step(fn):
+    cases = [_step_setup(dropout=0.3) + (0, 5.0), _step_setup(seed=3, lr=0.5) + (0, 0.01)]
+    errors = {AttributeError: lambda e, args: ("loss.item() is a float: it has no gradient. Call loss.backward() on the "
+                                               "tensor, and return loss.item() at the end") if "backward" in str(e) else None,
+              RuntimeError: lambda e, args: ("there are no gradients to clip: optimizer.zero_grad() after loss.backward() "
+                                             "erased them. The order is zero_grad, backward, clip, step")
+              if "nested_tensorlist" in str(e) else None}
+    return checked("train_step", fn, train_step, cases, effects=_effects, probes=[_train_step_parts], errors=errors,
+                   properties=[_train_step_parts],
+                   rtol=1e-4, atol=1e-6, recipe=_RECIPES["train_step"])

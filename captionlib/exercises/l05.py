@@ -1,4 +1,7 @@
-"""Lesson 05 exercise: one scheduled-sampling step (Bengio et al., 2015).
+"""Lesson 05 exercises: free-running (greedy) decoding, and one scheduled-sampling step (Bengio et al., 2015).
+
+`greedy_decode` is the loop where exposure bias lives: the decoder reads its own words. Its check runs it on
+`Scripted` decoders whose every step is known in advance.
 
 The learner writes `scheduled_input`, the choice of the input at decoding step t: the true word,
 or, with probability `sample_prob`, the model's own word sampled from step t-1's prediction.
@@ -8,6 +11,8 @@ a straight-through trick gives the right values and only that second check catch
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +20,7 @@ import torch.nn.functional as F
 from ..checks import Mistake, checked, grad_reaches
 from ..decoder import scheduled_input
 
-__all__ = ["scheduled_input", "check_scheduled_input"]
+__all__ = ["scheduled_input", "check_scheduled_input", "greedy_decode", "check_greedy_decode", "Scripted"]
 
 
 def _variant(own_step=lambda t: t - 1, true_step=lambda t: t, use_own=lambda u, p: u < p, soft=False,
@@ -135,6 +140,11 @@ def _sampling_parts(fn) -> str | None:
 
 # The step of each exercise to re-read, by the output that differs (checks.check's `recipe`).
 _RECIPES = {
+    "greedy_decode": {
+        None: ("the recipe: words = <start> for every image; for at most max_len steps: logits = step(words, ...); "
+               "-inf on <pad> and <start>; words = argmax over the vocabulary; append to the captions not yet done; "
+               "mark those that said <end> done"),
+    },
     "scheduled_input": {
         None: ("the recipe: coins = torch.rand(B, generator) < sample_prob; own = multinomial(softmax(logits[:, t - "
                "1]), 1, generator); where(coin, embedding(own), embedding(captions[:, t]))"),
@@ -152,3 +162,131 @@ def check_scheduled_input(fn):
                    arg_axes={"captions": "BT", "logits": "BtV"},
                    properties=[no_gradient_through_the_sample, embedding_learns], probes=[_sampling_parts], errors=errors,
                    recipe=_RECIPES["scheduled_input"])
+
+
+# ------------------------------------------------------------------ exercise 1: free-running (greedy) decoding
+
+PAD, START, END = 0, 1, 2
+
+
+def greedy_decode(decoder, features: torch.Tensor, max_len: int = 20) -> list[list[int]]:
+    """Free running: from <start>, feed back the model's own most probable word, for a batch.
+
+    features (B, P, E). Returns B token lists: each caption's word indices, without <start>, ending with <end>
+    when it finished within max_len steps (at most max_len tokens). <pad> and <start> are never chosen."""
+    B = features.shape[0]
+    state, memo = decoder.init_state(features), decoder.prepare(features)
+    words = torch.full((B,), START, dtype=torch.long, device=features.device)      # (B,) every caption starts
+    captions = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool, device=features.device)
+    for _ in range(max_len):
+        logits, state, _ = decoder.step(words, state, features, memo)               # (B, V)
+        logits[:, [PAD, START]] = float("-inf")                                     # not words
+        words = logits.argmax(dim=-1)                                               # (B,) its own best word
+        for b in (~done).nonzero().flatten().tolist():                              # finished captions stay finished
+            captions[b].append(int(words[b]))
+        done |= words == END
+        if done.all():
+            break
+    return captions
+
+
+class Scripted(nn.Module):
+    """A decoder whose next word is read from a table: the image's row (feature [b, 0, 0] holds the image's
+    number) and the previous word. The decoder interface of lessons 03-04 (init_state, prepare, step), so a
+    check can predict every step; `table[i][w]` is the logits of the word after w for image i."""
+
+    def __init__(self, table: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", table)                                         # (images, V, V)
+
+    def init_state(self, features):
+        return (features[:, 0, 0].long(), torch.zeros(features.shape[0]))            # the image's number, a step count
+
+    def prepare(self, features):
+        return None
+
+    def step(self, words, state, features, memo):
+        image, t = state
+        return self.table[image, words].clone(), (image, t + 1), None
+
+
+def _script(captions: list[list[int]], V: int = 9, start_top: set = frozenset()) -> Scripted:
+    """A table that makes image i say captions[i] greedily (the next word 5 logits above the rest), with <start>
+    and <pad> given the very highest logit after the words in `start_top` (a decoder that is not masked says them)."""
+    table = torch.randn(len(captions), V, V, generator=torch.Generator().manual_seed(len(captions))) * 0.1
+    for i, words in enumerate(captions):
+        prev = START
+        for w in words:
+            table[i, prev, w] += 5.0
+            prev = w
+        for w in start_top:
+            table[i, w, START] += 9.0
+            table[i, w, PAD] += 8.0
+    return Scripted(table)
+
+
+# image 0 ends after 3 words, image 1 after 5; image 2 never says <end>
+_SAID = [[4, 5, 6, END], [7, 3, 8, 4, 5, END], [4, 6, 5, 7, 8, 6, 3, 4, 5, 6, 7, 8]]
+
+
+def _features(n: int) -> torch.Tensor:
+    return torch.arange(n, dtype=torch.float32).view(n, 1, 1).expand(n, 2, 3).clone()   # (B, P=2, E=3): the numbers
+
+
+def _greedy_cases():
+    return [(_script(_SAID[:2]), _features(2), 10), (_script(_SAID), _features(3), 8),
+            (_script(_SAID[1:2]), _features(1), 10),                                      # a batch of one
+            (_script(_SAID[:2], start_top={5, 3}), _features(2), 10)]                     # <start> tempts the model
+
+
+def _greedy_parts(fn) -> str | None:
+    """Scenarios where one rule of free running alone decides the output; names the first one broken."""
+    out = fn(_script(_SAID[:2]), _features(2), 10)
+    if torch.is_tensor(out):
+        return ("return a list of B token lists, not a tensor: the captions end at different steps, so they have "
+                "different lengths (a (B, L) tensor would pad or cut them)")
+    if not isinstance(out, list) or len(out) != 2 or not all(isinstance(c, list) for c in out):
+        return f"return one list of word indices per image: [[...], [...]] for 2 images, got {str(out)[:60]}"
+    if any(c[:1] == [START] for c in out):
+        return "the captions start with <start>: it is the first input, not a word of the caption; leave it out"
+    short, long = out
+    if short[:4] == [4, 5, 6, END] and len(short) == len(long) == 10:
+        return ("the captions go on after <end> until max_len: stop each caption at its <end> (keep <end> as its last "
+                "token), and stop the loop once every caption has finished")
+    if short[:4] == [4, 5, 6, END] and len(short) > 4:
+        if len(short) == len(long):
+            return ("a finished caption keeps growing while the others run: after <end>, append nothing more to it "
+                    "(keep a `done` flag per caption; finished captions stay finished)")
+        return "the caption goes on after <end>: stop each caption at its <end> (keep <end> as its last token)"
+    if short == [4, 5, 6] and long == [7, 3, 8, 4, 5]:
+        return "<end> is missing at the end of the captions: keep it as each finished caption's last token"
+    if short[:1] == [4] and len(set(short)) == 1:
+        return ("every step reads <start>: feed back the word the model just chose (words = its argmax) as the next "
+                "step's input")
+    never = fn(_script(_SAID), _features(3), 8)[2]
+    if len(never) != 8:
+        return (f"a caption that never says <end> has {len(never)} tokens with max_len 8: run at most max_len steps, "
+                "for _ in range(max_len), one token each")
+    tempted = fn(_script(_SAID[:2], start_top={5, 3}), _features(2), 10)
+    if any(w in (START, PAD) for c in tempted for w in c):
+        return ("the model chose <start> or <pad> (their logits were highest after some word): they are not words. "
+                "Set their logits to -inf before the argmax: logits[:, [0, 1]] = float('-inf')")
+    return None
+
+
+def check_greedy_decode(fn):
+    def explain(e, args) -> str | None:
+        B, V = args[1].shape[0], args[0].table.shape[-1]
+        if "0-dim" in str(e) and B == 1:
+            return ("with a batch of one, a squeeze() with no dim turned the (1,) words into a 0-dim tensor: keep the "
+                    "batch axis (argmax(dim=-1) gives (B,) already; squeeze(-1) if you used keepdim)")
+        if "must match" in str(e) and {int(n) for n in re.findall(r"\((\d+)\)", str(e))} == {B, V}:
+            return (f"the argmax ran over the batch axis (dim=0), giving one index per word of the vocabulary (V = {V}) "
+                    "instead of one word per image: take it over the vocabulary, logits.argmax(dim=-1)")
+        return None
+
+    return checked("greedy_decode", fn, greedy_decode, _greedy_cases(), probes=[_greedy_parts],
+                   errors={IndexError: explain, RuntimeError: explain},
+                   notes=[None, None, "with a batch of one (B = 1)", "when the model's highest logit is <start> or <pad>"],
+                   arg_axes={"features": "BPE"}, recipe=_RECIPES["greedy_decode"])
