@@ -310,6 +310,10 @@ def describe_difference(expected, got, atol: float = 1e-5, rtol: float = 1e-4, w
             if d:
                 return d
         return None
+    if isinstance(expected, (int, float, str)) and not isinstance(expected, bool) and (torch.is_tensor(got) or isinstance(got, np.ndarray)):
+        kind = type(expected).__name__
+        return (f"{where} should be a Python {kind}, got a {type(got).__name__} (a 0-dim tensor is not a number): "
+                f"convert it, {kind}(x) or x.item()")
     if isinstance(expected, float) and isinstance(got, (int, float)):
         return None if abs(expected - got) <= atol + rtol * abs(expected) else f"{where} is {got!r}, expected {expected!r}"
     return None if expected == got else f"{where} is {got!r:.120}, expected {expected!r:.120}"
@@ -427,8 +431,13 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
         wrong = sorted(mutated[k] - allowed)
         if wrong:     # the caller's tensors change behind its back: a bug even when the output is right
             names = ", ".join(f"`{_arg_names(reference, len(args))[j]}`" for j in wrong)
-            d = (f"your function changes its input {names} in place (an in-place op such as `+=`, `.add_()` or "
-                 f"`x[...] = ...` on it): the caller's data changes too. Work on a new tensor (e.g. `x = x + 1`, `x.clone()`)")
+            if any(isinstance(args[j], (list, tuple)) and not torch.is_tensor(args[j]) for j in wrong):
+                d = (f"your function changes its input {names} in place (a list method such as .pop, .insert, .append, "
+                     ".sort or a `del` on it, or on a list inside it): the caller's lists change too. Build new lists "
+                     "instead (slices such as r[:k] + r[k + 1:], or list(r))")
+            else:
+                d = (f"your function changes its input {names} in place (an in-place op such as `+=`, `.add_()` or "
+                     f"`x[...] = ...` on it): the caller's data changes too. Work on a new tensor (e.g. `x = x + 1`, `x.clone()`)")
             return Result(name, WRONG, d, diagnosis=d)
     problems = [(k, describe_difference(e, g, atol, rtol, axes=axes)) for k, (e, g) in enumerate(zip(expected, outputs))]
     problems = [(k, p) for k, p in problems if p]

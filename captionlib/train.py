@@ -37,7 +37,7 @@ from .decoder import DecoderConfig, build_decoder
 from .utils import RunLock, atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "train_step", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
+__all__ = ["TrainConfig", "train_step", "teacher_forcing_prob", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
            "score_captions", "evaluate_bleu"]
 
 
@@ -51,8 +51,8 @@ class TrainConfig:
     alpha_c: float | None = None    # λ of λ Σ_p (1 - Σ_t α_tp)^2; None: 1/P, the reference code's mean over P with λ=1
     patience: int = 3               # epochs without a better val BLEU-4 before stopping
     sampling: str = "none"          # scheduled sampling: "none", "linear" or "inverse_sigmoid"
-    sampling_max: float = 0.25      # the largest chance of feeding the model its own word
-    sampling_k: float = 5.0         # inverse-sigmoid steepness (in epochs)
+    sampling_max: float = 0.25      # the largest chance of feeding the model its own word (ε never falls below 1 - this)
+    sampling_k: float = 200.0       # inverse sigmoid's k, in updates (k >> 1: ε_i = k / (k + exp(i / k)) starts near 1)
     max_len: int = 20               # longest caption when decoding for validation
     seed: int = 0
     device: str = "auto"
@@ -71,15 +71,20 @@ class TrainConfig:
 
 
 def train_step(decoder, optimizer, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = 0,
-               grad_clip: float = 5.0, alpha_c: float = 0.0, sample_prob: float = 0.0) -> float:
+               grad_clip: float = 5.0, alpha_c: float = 0.0, sample_prob: float = 0.0, parts: dict | None = None) -> float:
     """One optimisation step of teacher forcing, the loop lesson 03 builds; returns the batch's loss.
 
-    features (B, P, E), captions (B, T). `Trainer` runs this for every batch, and adds around it what a long
-    run needs: checkpoints, early stopping on BLEU, and (in its own longer step) torchrun's shares, mixed
-    precision and a fine-tuned encoder.
+    features (B, P, E), captions (B, T). alpha_c: λ of the doubly stochastic attention penalty (lesson 04);
+    sample_prob: scheduled sampling (lesson 05). parts: a dict to receive the loss's two terms apart
+    ("cross-entropy", "penalty"). `Trainer` runs this for every batch, and adds around it what a long run needs:
+    checkpoints, early stopping on BLEU, and (in its own longer step) torchrun's shares, mixed precision and a
+    fine-tuned encoder.
     """
     decoder.train()                                                    # dropout on (evaluation turns it off)
-    loss = decoder.loss(features, captions, alpha_c, pad_idx, sample_prob)   # teacher-forced forward, masked mean
+    ce, penalty = decoder.loss(features, captions, alpha_c, pad_idx, sample_prob, parts=True)   # teacher forcing
+    loss = ce + penalty                                                # masked mean cross-entropy (+ λ Σ_p (1 - Σ_t α)²)
+    if parts is not None:
+        parts.update({"cross-entropy": ce.item(), "penalty": penalty.item()})
     if not torch.isfinite(loss):                                       # never step on a NaN: the weights stay good
         raise FloatingPointError(f"the loss is {float(loss)}")
     optimizer.zero_grad(set_to_none=True)                              # gradients add up unless cleared
@@ -90,16 +95,28 @@ def train_step(decoder, optimizer, features: torch.Tensor, captions: torch.Tenso
     return loss.item()
 
 
-def sampling_prob(config: TrainConfig, epoch: int) -> float:
-    """Probability of feeding the model's own sample at epoch `epoch` (0-based). Bengio et al., 2015."""
+def teacher_forcing_prob(config: TrainConfig, update: int, updates: int) -> float:
+    """ε_i of Bengio et al. (2015): the chance that update i feeds the true previous word (1: teacher forcing).
+
+    It decays over training, and never below ε_min = 1 - sampling_max:
+        linear:           ε_i = max(ε_min, 1 - i / updates)              (from 1 at the start to ε_min at the end)
+        inverse_sigmoid:  ε_i = max(ε_min, k / (k + exp(i / k)))        (k in updates, k >> 1: near 1 for the first
+                                                                         ~k ln k updates, then falling fast)
+    updates: the run's number of updates (epochs x batches)."""
     if config.sampling == "none":
-        return 0.0
+        return 1.0
+    floor = 1.0 - config.sampling_max
     if config.sampling == "linear":
-        return config.sampling_max * min(1.0, epoch / max(1, config.epochs - 1))
-    if config.sampling == "inverse_sigmoid":  # teacher forcing prob k/(k+exp(e/k)) decays from ~1
+        return max(floor, 1.0 - update / max(1, updates))
+    if config.sampling == "inverse_sigmoid":
         k = config.sampling_k
-        return config.sampling_max * (1 - k / (k + math.exp(epoch / k)))
+        return max(floor, k / (k + math.exp(min(update / k, 700.0))))
     raise ValueError(f"sampling must be none, linear or inverse_sigmoid, got {config.sampling!r}")
+
+
+def sampling_prob(config: TrainConfig, update: int, updates: int) -> float:
+    """1 - ε_i: the chance that update i feeds the model's own sampled word (scheduled sampling, lesson 05)."""
+    return 1.0 - teacher_forcing_prob(config, update, updates)
 
 
 def penalty_weight(config: TrainConfig, regions: int) -> float:
@@ -327,7 +344,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": [],
-                        "phase": [], "scst_reward": []}
+                        "phase": [], "scst_reward": [], "step_penalty": [], "train_penalty": [], "step_sampling": []}
         self.best_bleu, self.best_state, self.bad_epochs = -1.0, None, 0
         self.phase, self.reward = "xe", None                               # "xe" (teacher forcing), then "scst"
 
@@ -401,7 +418,7 @@ class Trainer:
         self.ema = s.get("ema")
         if self.scaler is not None and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
-        for key in ("phase", "scst_reward"):                               # checkpoints from before self-critical training
+        for key in ("phase", "scst_reward", "step_penalty", "train_penalty", "step_sampling"):   # older checkpoints
             self.history.setdefault(key, [])
         ranks = s.get("rng_ranks")
         if self.world is None:
@@ -502,8 +519,10 @@ class Trainer:
                 if self.step is not None:                                  # the learner's own (lesson 03)
                     reported = self.step(self.decoder, self.optimizer, features, captions, self.vocab.pad_idx, cfg.grad_clip)
                 else:
+                    parts = {}
                     reported = train_step(self.decoder, self.optimizer, features, captions, self.vocab.pad_idx,
-                                          cfg.grad_clip, penalty_weight(cfg, features.shape[1]), sample_prob)
+                                          cfg.grad_clip, penalty_weight(cfg, features.shape[1]), sample_prob, parts)
+                    self.history["step_penalty"].append(parts["penalty"])
             except FloatingPointError:
                 reported = float("nan")
             self._stop_if_non_finite(torch.tensor(float(reported)), "loss")
@@ -597,8 +616,10 @@ class Trainer:
                 continue
             if self.phase == "scst" and self.bad_epochs >= cfg.patience:
                 break
-            p = sampling_prob(cfg, self.epoch) if self.phase == "xe" else 0.0
             batches = self._batches(self.epoch) if self.phase == "xe" else self._image_batches(self.epoch)
+            updates = cfg.epochs * len(batches)                            # the run's length, for the schedule
+            first = self.epoch * len(batches)
+            p = sampling_prob(cfg, first, updates) if self.phase == "xe" else 0.0   # this epoch's first update
             flips = self._flips(self.epoch)
             label = f"epoch {self.epoch + 1}/{cfg.epochs + cfg.scst_epochs}" + (" (self-critical)" if self.phase == "scst" else "")
             bar = tqdm(total=len(batches), initial=self.step_in_epoch, desc=label, disable=not progress, leave=False)
@@ -609,6 +630,8 @@ class Trainer:
                 if self.phase == "xe":
                     mine, share = shares[k]
                     feats, caps, _, _ = self._xe_batch(mine, flips, next(images) if images is not None else None)
+                    p = sampling_prob(cfg, first + self.step_in_epoch, updates)   # decays update by update
+                    self.history["step_sampling"].append(p)
                     loss = self.train_step(feats.to(self.device), caps.to(self.device), p, share)
                     self.history["step_loss"].append(loss)
                     bar.set_postfix(loss=f"{loss:.3f}")
@@ -697,11 +720,14 @@ class Trainer:
             self.decoder.load_state_dict(self.ema)
         scores = self._validate(feats, caps, idx)
         h["train_loss"].append(float(np.mean(h["step_loss"][-n_batches:])) if xe else float("nan"))
+        penalties = h["step_penalty"][-n_batches:] if xe and len(h["step_penalty"]) >= n_batches else []
+        h["train_penalty"].append(float(np.mean(penalties)) if penalties else float("nan"))   # the penalty's share of it
         h["phase"].append(self.phase)
         h["val_bleu4"].append(scores["BLEU-4"])
         h["val_bleu"].append(scores)
         h["lr"].append(self.optimizer.param_groups[0]["lr"])
-        h["sampling_prob"].append(p)
+        used = h.get("step_sampling", [])[-n_batches:] if xe else []
+        h["sampling_prob"].append(float(np.mean(used)) if used else p)    # this epoch's mean chance of the own word
         if scores["BLEU-4"] > self.best_bleu:
             self.best_bleu, self.bad_epochs = scores["BLEU-4"], 0
             self.best_state = copy.deepcopy(self.decoder.state_dict())
@@ -712,7 +738,9 @@ class Trainer:
         if trained is not None:
             self.decoder.load_state_dict(trained)
         if progress:
-            done = f"train loss {h['train_loss'][-1]:.3f}" if xe else \
+            pen = h["train_penalty"][-1]
+            split = f" (cross-entropy {h['train_loss'][-1] - pen:.3f} + attention penalty {pen:.3f})" if xe and pen > 0 else ""
+            done = f"train loss {h['train_loss'][-1]:.3f}{split}" if xe else \
                 f"self-critical, mean sample reward {np.mean(h['scst_reward'][-n_batches:]):.3f}"
             print(f"epoch {self.epoch + 1}: {done}, val BLEU-4 {scores['BLEU-4']:.3f}"
                   f"{' (best)' if self.bad_epochs == 0 else ''}", flush=True)
@@ -728,7 +756,7 @@ def export_model(checkpoint: str | Path, out: str | Path, notes: dict | None = N
     entries added to the checkpoint's metadata (e.g. the length normalisation it was selected with)."""
     s = _check_state(checkpoint, load_checkpoint(checkpoint))
     weights = s.get("best_model") or s["model"]
-    history = {k: v for k, v in s.get("history", {}).items() if k != "step_loss"}   # per-epoch curves only
+    history = {k: v for k, v in s.get("history", {}).items() if not k.startswith("step_")}   # per-epoch curves only
     half = lambda w: {k: v.half() if v.is_floating_point() else v for k, v in w.items()}
     encoder = s.get("best_encoder_model") or s.get("encoder_model")              # a fine-tuned trunk (finetune.py)
     release = {"model": half(weights), **({"encoder_model": half(encoder)} if encoder else {}),

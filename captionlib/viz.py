@@ -50,18 +50,32 @@ def show_attention(image: Image.Image, words: list, alphas, cols: int = 5, size:
 
 
 def plot_history(history: dict, title: str = ""):
-    """Training loss per step and per epoch, and validation BLEU-4 per epoch."""
+    """Training loss per step and per epoch, and validation BLEU-4 per epoch. When the loss holds the doubly
+    stochastic attention penalty (lesson 04), the cross-entropy and the penalty are drawn apart: only the
+    cross-entropy compares with a model trained without it."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
-    steps = history["step_loss"]
-    if steps:
-        a.plot(steps, alpha=0.3, label="per step")
-        per_epoch = len(steps) / max(1, len(history["train_loss"]))
-        a.plot([(e + 1) * per_epoch for e in range(len(history["train_loss"]))], history["train_loss"], "o-", label="epoch mean")
-    a.set_xlabel("step"); a.set_ylabel("loss"); a.legend(); a.set_title(f"{title} training loss".strip())
+    steps = np.asarray(history["step_loss"], dtype=float)
+    penalty = np.asarray(history.get("step_penalty") or [], dtype=float)
+    split = len(penalty) == len(steps) and len(steps) and penalty.max() > 0
+    if len(steps):
+        epochs = max(1, len(history["train_loss"]))
+        per_epoch = len(steps) / epochs
+        ends = [(e + 1) * per_epoch for e in range(len(history["train_loss"]))]
+        ce = steps - penalty if split else steps
+        a.plot(ce, alpha=0.3, color="tab:blue", label="cross-entropy, per step" if split else "per step")
+        mean_ce = [float(np.mean(ce[int(e * per_epoch):int((e + 1) * per_epoch)])) for e in range(len(ends))]
+        a.plot(ends, mean_ce, "o-", color="tab:blue", label="cross-entropy, epoch mean" if split else "epoch mean")
+        if split:
+            a.plot(penalty, alpha=0.3, color="tab:orange", label="attention penalty, per step")
+            a.plot(ends, [float(np.mean(penalty[int(e * per_epoch):int((e + 1) * per_epoch)])) for e in range(len(ends))],
+                   "s-", color="tab:orange", label="attention penalty, epoch mean")
+    a.set_xlabel("step"); a.set_ylabel("loss (nats per word)" if split else "loss"); a.legend(fontsize=8)
+    a.set_title(f"{title} training loss".strip())
     b.plot(range(1, len(history["val_bleu4"]) + 1), history["val_bleu4"], "o-", color="tab:green")
     b.set_xlabel("epoch"); b.set_ylabel("BLEU-4"); b.set_title("validation BLEU-4 (greedy)")
+    b.set_xticks(range(1, len(history["val_bleu4"]) + 1))
     fig.tight_layout()
     return fig
 

@@ -350,3 +350,13 @@ import blind_wrong_solutions as blind  # noqa: E402
 def test_blind_held_out_wrong_solutions_are_caught(exercise, sid, description, fn):
     caught, said = _verdict(exercise, fn)
     assert caught and said.startswith("❌"), (description, said)
+
+
+# The blind held-out list of issue 29's four exercises (tests/blind_new_exercises.py), written after their probes.
+import blind_new_exercises as blind_new  # noqa: E402
+
+
+@pytest.mark.parametrize("exercise, sid, description, fn", blind_new.BLIND_NEW, ids=[sid for _, sid, _, _ in blind_new.BLIND_NEW])
+def test_blind_held_out_wrong_solutions_of_the_new_exercises_are_caught(exercise, sid, description, fn):
+    caught, said = _verdict(exercise, fn)
+    assert caught and said.startswith("❌"), (description, said)

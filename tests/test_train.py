@@ -89,13 +89,17 @@ def test_atomic_save_leaves_no_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def test_sampling_schedules():
-    lin = TrainConfig(sampling="linear", epochs=5, sampling_max=0.5)
-    assert [sampling_prob(lin, e) for e in range(5)] == [0.0, 0.125, 0.25, 0.375, 0.5]
-    inv = TrainConfig(sampling="inverse_sigmoid", sampling_max=1.0, sampling_k=3)
-    probs = [sampling_prob(inv, e) for e in range(10)]
-    assert probs == sorted(probs) and 0 < probs[0] < 0.3
-    assert sampling_prob(TrainConfig(), 7) == 0.0
+def test_sampling_schedules_are_bengio_et_als_in_updates():
+    """ε_i, the teacher-forcing probability, decays per update; the own word's chance 1 - ε_i is capped."""
+    from captionlib.train import teacher_forcing_prob
+
+    lin = TrainConfig(sampling="linear", sampling_max=0.5)
+    assert [sampling_prob(lin, i, 100) for i in (0, 25, 50, 99)] == [0.0, 0.25, 0.5, 0.5]          # capped at 0.5
+    inv = TrainConfig(sampling="inverse_sigmoid", sampling_max=1.0, sampling_k=20)
+    eps = [teacher_forcing_prob(inv, i, 1000) for i in range(0, 200, 10)]
+    assert eps == sorted(eps, reverse=True) and abs(eps[0] - 20 / 21) < 1e-12                      # starts near 1
+    assert eps[0] - eps[3] < 0.15 and eps[6] - eps[9] > 0.3                                          # slow, then fast
+    assert teacher_forcing_prob(TrainConfig(), 7, 10) == 1.0 and sampling_prob(TrainConfig(), 7, 10) == 0.0
 
 
 def test_penalty_weight_is_one_over_the_regions_unless_set():

@@ -1087,23 +1087,23 @@ def loo_allrefs(R,H,s): return s(R,H)
 
 
 def loo_short(R,H,s):
-    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K-1))/(K-1)
+    K=min(len(r) for r in R); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K-1))/(K-1)
 
 
 def loo_mx(R,H,s):
-    K=len(R[0]); return max(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))
+    K=min(len(r) for r in R); return max(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))
 
 
 def loo_per_image(R,H,s):
-    K=len(R[0]); return sum(s([r[:k]+r[k+1:]],[h]) for r,h in zip(R,H) for k in range(K))/(K*len(R))
+    K=min(len(r) for r in R); return sum(s([r[:k]+r[k+1:]],[h]) for r,h in zip(R,H) for k in range(K))/(K*len(R))
 
 
 def loo_byimages(R,H,s):
-    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/len(R)
+    K=min(len(r) for r in R); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/len(R)
 
 
 def loo_lastonly(R,H,s): return s([r[:-1] for r in R],H)
 
 
 def loo_firstK(R,H,s):
-    K=len(R[0]); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/3
+    K=min(len(r) for r in R); return sum(s([r[:k]+r[k+1:] for r in R],H) for k in range(K))/3

@@ -307,20 +307,45 @@ def _train_step_parts(fn) -> str | None:
             trained = fresh.train()(features, captions)[0]                     # the same dropout draws as the step's
             evaluated = fresh.eval()(features, captions)[0]
             variants = {"eval": masked_loss(evaluated, captions[:, 1:]),
-                        "unshifted": masked_loss(trained, captions[:, :-1])}
+                        "unshifted": masked_loss(trained, captions[:, :-1]),
+                        "pad counted": F.cross_entropy(trained.reshape(-1, trained.shape[-1]), captions[:, 1:].reshape(-1))}
         if close(got, float(variants["eval"])):
+            if decoder.training:
+                return ("the forward pass ran in eval mode (dropout off): decoder.train() comes after it. Call it first, "
+                        "before the forward pass")
             return ("the model trains in eval mode (dropout off): the loss is the eval-mode one. Call decoder.train() "
                     "at the start of the step (validation switches it to eval)")
+        if close(got, float(variants["pad counted"])):
+            return ("the <pad> targets are counted in the loss: use your masked_loss (or ignore_index=pad_idx), so that "
+                    "padding adds nothing")
         if close(got, float(variants["unshifted"])):
             return ("the loss compares the logits with captions[:, :-1], the inputs: the targets are the next words, "
                     "captions[:, 1:] (your shift_captions' second output)")
+        plain, plain_opt, _, _ = _step_setup()                             # no dropout: a second forward is comparable
+        mine, mine_opt, _, _ = _step_setup()
+        train_step(plain, plain_opt, features, captions, 0, 5.0)
+        with torch.no_grad():
+            after = float(masked_loss(plain.train()(features, captions)[0], captions[:, 1:]))
+        if close(fn(mine, mine_opt, features, captions, 0, 5.0), after):
+            return ("the loss returned is computed again after the update (a second forward pass): return the loss of "
+                    "the batch the step trained on, the one backward() ran on")
         return f"the loss on a fresh model is {got:.4f}, expected {want:.4f}: the teacher-forced logits and your masked_loss"
-    # 2. The order of the moves, on a model with no gradients yet: one call must change the weights.
+    # 2. The order of the moves, on a model with no gradients yet: one call must change the weights. A spy on the
+    # optimiser says whether step() ran at all, and whether there were gradients when it did.
     decoder, optimizer, features, captions = _step_setup()
+    steps = []
+    original = optimizer.step
+
+    def spy(*args, **kwargs):
+        steps.append(any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in decoder.parameters()))
+        return original(*args, **kwargs)
+    optimizer.step = spy
     before = _weights(decoder)
     fn(decoder, optimizer, features, captions, 0, 5.0)
     if _moved(before, _weights(decoder)) == 0:
-        if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in decoder.parameters()):
+        if not steps:
+            return "the weights never move: optimizer.step() is missing (it applies the gradients; after backward and clip)"
+        if not any(steps) and any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in decoder.parameters()):
             return ("the weights did not move, though the gradients are there: optimizer.step() runs before "
                     "loss.backward() (it applies the previous batch's gradients, none at the first step). The order is "
                     "zero_grad, backward, clip, step")

@@ -193,37 +193,46 @@ def greedy_decode(decoder, features: torch.Tensor, max_len: int = 20) -> list[li
 
 class Scripted(nn.Module):
     """A decoder whose next word is read from a table: the image's row (feature [b, 0, 0] holds the image's
-    number) and the previous word. The decoder interface of lessons 03-04 (init_state, prepare, step), so a
-    check can predict every step; `table[i][w]` is the logits of the word after w for image i."""
+    number) and the previous word; and whose <end> comes from its state, a clock of the steps taken, at the
+    step `ends[image]`. The decoder interface of lessons 03-04 (init_state, prepare, step), so a check can predict
+    every step, and a loop that does not carry the state never sees its captions end."""
 
-    def __init__(self, table: torch.Tensor):
+    def __init__(self, table: torch.Tensor, ends: torch.Tensor):
         super().__init__()
         self.register_buffer("table", table)                                         # (images, V, V)
+        self.register_buffer("ends", ends)                                           # (images,) the step that says <end>
 
     def init_state(self, features):
-        return (features[:, 0, 0].long(), torch.zeros(features.shape[0]))            # the image's number, a step count
+        return (features[:, 0, 0].long(), torch.zeros(features.shape[0], dtype=torch.long))   # image number, steps taken
 
     def prepare(self, features):
         return None
 
     def step(self, words, state, features, memo):
         image, t = state
-        return self.table[image, words].clone(), (image, t + 1), None
+        logits = self.table[image, words].clone()                                    # (B, V)
+        logits[:, END] += torch.where(t == self.ends[image], 50.0, -50.0)            # <end> when the clock says so
+        return logits, (image, t + 1), None
 
 
 def _script(captions: list[list[int]], V: int = 9, start_top: set = frozenset()) -> Scripted:
-    """A table that makes image i say captions[i] greedily (the next word 5 logits above the rest), with <start>
-    and <pad> given the very highest logit after the words in `start_top` (a decoder that is not masked says them)."""
+    """A decoder that makes image i say captions[i] greedily (the next word 5 logits above the rest, <end> at its
+    step by the clock), with <start> and <pad> given the very highest logit after the words in `start_top` (a loop
+    that does not mask them says them)."""
     table = torch.randn(len(captions), V, V, generator=torch.Generator().manual_seed(len(captions))) * 0.1
+    ends = torch.full((len(captions),), 10_000)
     for i, words in enumerate(captions):
         prev = START
-        for w in words:
+        for step, w in enumerate(words):
+            if w == END:
+                ends[i] = step
+                break
             table[i, prev, w] += 5.0
             prev = w
         for w in start_top:
             table[i, w, START] += 9.0
             table[i, w, PAD] += 8.0
-    return Scripted(table)
+    return Scripted(table, ends)
 
 
 # image 0 ends after 3 words, image 1 after 5; image 2 never says <end>
@@ -261,10 +270,17 @@ def _greedy_parts(fn) -> str | None:
         return "the caption goes on after <end>: stop each caption at its <end> (keep <end> as its last token)"
     if short == [4, 5, 6] and long == [7, 3, 8, 4, 5]:
         return "<end> is missing at the end of the captions: keep it as each finished caption's last token"
-    if short[:1] == [4] and len(set(short)) == 1:
+    if short[:2] == [4, 4] and set(short) - {END} == {4}:
         return ("every step reads <start>: feed back the word the model just chose (words = its argmax) as the next "
                 "step's input")
-    never = fn(_script(_SAID), _features(3), 8)[2]
+    if short[:3] == [4, 5, 6] and END not in short and END not in long:
+        return ("no caption ever ends: the state each step returns is not passed to the next, so the decoder never "
+                "knows how far it got. Carry it: logits, state, _ = decoder.step(words, state, features, memo)")
+    everyone = fn(_script(_SAID), _features(3), 8)
+    never = everyone[2]
+    if len(never) == 4 and len(everyone[0]) == 4:
+        return ("the loop stops as soon as the first caption finishes: the others still have words to say. Stop when "
+                "every caption has finished (done.all())")
     if len(never) != 8:
         return (f"a caption that never says <end> has {len(never)} tokens with max_len 8: run at most max_len steps, "
                 "for _ in range(max_len), one token each")
@@ -278,15 +294,18 @@ def _greedy_parts(fn) -> str | None:
 def check_greedy_decode(fn):
     def explain(e, args) -> str | None:
         B, V = args[1].shape[0], args[0].table.shape[-1]
-        if "0-dim" in str(e) and B == 1:
+        if B == 1 and ("0-dim" in str(e) or "'int' object is not iterable" in str(e)):
             return ("with a batch of one, a squeeze() with no dim turned the (1,) words into a 0-dim tensor: keep the "
                     "batch axis (argmax(dim=-1) gives (B,) already; squeeze(-1) if you used keepdim)")
+        if B == 1 and "out of bounds for dimension 0" in str(e):
+            return ("logits[[PAD, START]] picks rows, that is images, not words: with one image there is no row 1. Mask "
+                    "the columns: logits[:, [PAD, START]] = float('-inf')")
         if "must match" in str(e) and {int(n) for n in re.findall(r"\((\d+)\)", str(e))} == {B, V}:
             return (f"the argmax ran over the batch axis (dim=0), giving one index per word of the vocabulary (V = {V}) "
                     "instead of one word per image: take it over the vocabulary, logits.argmax(dim=-1)")
         return None
 
     return checked("greedy_decode", fn, greedy_decode, _greedy_cases(), probes=[_greedy_parts],
-                   errors={IndexError: explain, RuntimeError: explain},
+                   errors={IndexError: explain, RuntimeError: explain, TypeError: explain},
                    notes=[None, None, "with a batch of one (B = 1)", "when the model's highest logit is <start> or <pad>"],
                    arg_axes={"features": "BPE"}, recipe=_RECIPES["greedy_decode"])

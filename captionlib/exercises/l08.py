@@ -53,6 +53,15 @@ def _parts(fn) -> str | None:
     if close(got, (3.0 - 1.0) * 8.0) or close(got, -(3.0 - 1.0) * -8.0):
         return ("the <pad> positions count: multiply the log-probabilities by the mask before summing over the words "
                 "(a caption's probability is the product over its own words only)")
+    if close(got, (3.0 - 1.0) * 5.0):                                         # only the padded position counted
+        return "the mask is inverted: it keeps the <pad> positions and drops the words. Multiply by mask, not 1 - mask"
+    def table(lp, m, r, b):                                                      # what a (B, 1) x (B,) product gives
+        return float(-((r - b)[:, None] * (lp * m).sum(1)[None, :]).mean())
+    pairs = [(one([-1.0, -2.0], [-3.0, -1.0]), one([1.0, 1.0], [1.0, 0.0]), one(2.0, 0.0), one(1.0, 1.0)),
+             (one([-0.5, -4.0], [-2.0, -1.0]), one([1.0, 1.0], [1.0, 1.0]), one(3.0, 1.0), one(0.5, 2.0))]
+    if all(close(fn(*args), table(*args)) for args in pairs):
+        return ("the advantage and the log-probabilities broadcast into a (B, B) table before the mean: one of them is "
+                "(B, 1) (keepdim=True, or [:, None]); keep both (B,) so each caption is weighed by its own advantage")
     if close(got, 3.0 * 3.0) or close(got, -3.0 * -3.0):
         return "the baseline is not subtracted: weigh each caption by its reward minus the baseline, (r - b)"
     if close(got, 2.0 * 1.5) or close(got, 2.0 * 3.0 / 3):

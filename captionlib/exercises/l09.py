@@ -24,16 +24,19 @@ def _fold(references, k):
     return [r[:k] + r[k + 1:] for r in references]
 
 
-# Two images, three references each: every reference brings one word no other has, so each fold scores differently.
+# Three images, three references each: every reference brings a word no other has, so each fold scores differently.
 _REFS = [[["a", "dog"], ["a", "brown", "dog"], ["dog", "running"]],
-         [["two", "cats"], ["cats", "sleeping"], ["two", "kittens", "asleep"]]]
-_HYPS = [["a", "brown", "dog", "running"], ["two", "kittens", "sleeping"]]
+         [["two", "cats"], ["cats", "sleeping"], ["two", "kittens", "asleep"]],
+         [["a", "red", "car"], ["a", "car", "parked"], ["red", "car", "outside"]]]
+_HYPS = [["a", "brown", "dog", "running"], ["two", "kittens", "sleeping"], ["red", "car", "parked", "outside"]]
+_UNEQUAL = [_REFS[0], _REFS[1][:2], _REFS[2] + [["parked", "outside"]]]     # 3, 2 and 4 references: K = 2, the fewest
 
 
 def _cases():
     return [(_REFS, _HYPS, word_precision),
             ([r[:2] for r in _REFS], _HYPS, word_precision),                       # K = 2
-            ([_REFS[0] + [["a", "puppy"]]], [["a", "puppy", "running"]], word_precision)]   # one image, K = 4
+            ([_REFS[0] + [["a", "puppy"]]], [["a", "puppy", "running"]], word_precision),   # one image, K = 4
+            (_UNEQUAL, _HYPS, word_precision)]                                      # images with 4, 2, 3 references
 
 
 def _unique_words(counts: dict, order: str) -> tuple[list, list]:
@@ -44,48 +47,78 @@ def _unique_words(counts: dict, order: str) -> tuple[list, list]:
     return [refs], [hyp]
 
 
+def _K(references) -> int:
+    return min(len(r) for r in references)
+
+
+def _rounds(references, hypotheses, score, keep=lambda r, k: r[:k] + r[k + 1:], ks=None) -> list:
+    return [score([keep(r, k) for r in references], hypotheses) for k in (ks if ks is not None else range(_K(references)))]
+
+
+# Each a whole wrong implementation; a message is given only when the learner's outputs equal one of these on every
+# probe input (`_FIXTURES`), so that a coincidence on one input cannot name the wrong slip.
+_VARIANTS = [
+    ("every reference is used: leave one out in each of the K rounds (score against the other K - 1), as the human "
+     "ceiling is scored, then average the K scores", lambda R, H, s: s(R, H)),
+    ("one reference is never left out: run the K rounds k = 0 .. K - 1, range(K)",
+     lambda R, H, s: sum(_rounds(R, H, s, ks=range(_K(R) - 1))) / (_K(R) - 1)),
+    ("round 0 is skipped: run k = 0 .. K - 1, range(K)", lambda R, H, s: sum(_rounds(R, H, s, ks=range(1, _K(R)))) / _K(R)),
+    ("round 0 is skipped: run k = 0 .. K - 1, range(K)",
+     lambda R, H, s: sum(_rounds(R, H, s, ks=range(1, _K(R)))) / (_K(R) - 1)),
+    ("the mean divides by a fixed number of rounds: divide by K, the number of references per image",
+     lambda R, H, s: sum(_rounds(R, H, s)) / 3),
+    ("the K rounds are combined by their maximum: take their mean, the expected score over which reference is left out",
+     lambda R, H, s: max(_rounds(R, H, s))),
+    ("the K rounds are combined by their minimum: take their mean", lambda R, H, s: min(_rounds(R, H, s))),
+    ("one round only (one reference left out): run all K rounds and average them", lambda R, H, s: _rounds(R, H, s)[-1]),
+    ("one round only (the first reference left out): run all K rounds and average them", lambda R, H, s: _rounds(R, H, s)[0]),
+    ("the K rounds' scores are summed: divide by K, their mean", lambda R, H, s: sum(_rounds(R, H, s))),
+    ("the sum of the K rounds is divided by K - 1: divide by K, the number of rounds",
+     lambda R, H, s: sum(_rounds(R, H, s)) / (_K(R) - 1)),
+    ("the sum of the rounds is divided by the number of images: divide by K, the number of rounds",
+     lambda R, H, s: sum(_rounds(R, H, s)) / len(R)),
+    ("each round keeps only the k-th reference: it must keep all the others and leave the k-th out, r[:k] + r[k + 1:]",
+     lambda R, H, s: sum(_rounds(R, H, s, keep=lambda r, k: [r[k]])) / _K(R)),
+    ("in round k the k-th IMAGE is left out: leave out every image's k-th REFERENCE and keep all the images, "
+     "[r[:k] + r[k + 1:] for r in references]",
+     lambda R, H, s: sum(s([r for i, r in enumerate(R) if i != k], [h for i, h in enumerate(H) if i != k])
+                         for k in range(len(R))) / len(R)),
+    ("in round k the k-th IMAGE is left out: leave out every image's k-th REFERENCE and keep all the images, "
+     "[r[:k] + r[k + 1:] for r in references]",
+     lambda R, H, s: sum(s([r for i, r in enumerate(R) if i != k], [h for i, h in enumerate(H) if i != k])
+                         for k in range(_K(R))) / _K(R)),
+    ("each image is scored alone and the scores averaged: the metric is a corpus one (pooled over the images); call "
+     "score on all images' references of a round at once",
+     lambda R, H, s: sum(s([r[:k] + r[k + 1:]], [h]) for r, h in zip(R, H) for k in range(_K(R))) / (_K(R) * len(R))),
+    ("K is the first image's number of references: with images of 3, 2 and 4 references it must be the fewest (2), "
+     "min(len(r) for r in references)", None),
+    ("K is the largest number of references: it must be the fewest, min(len(r) for r in references)", None),
+]
+_FIXTURES = [(_REFS, _HYPS), ([r[:2] for r in _REFS], _HYPS), _unique_words({"a": 4, "b": 1, "c": 2, "x": 1}, "abc"),
+             _unique_words({"a": 1, "b": 4, "c": 2, "x": 1}, "abc"), _unique_words({"a": 2, "b": 1, "x": 1}, "ab")]
+
+
 def _parts(fn) -> str | None:
     close = lambda a, b: isinstance(a, (int, float)) and abs(a - b) < 1e-9    # noqa: E731
-    fixtures = [_unique_words({"a": 4, "b": 1, "c": 2, "x": 1}, "abc"), _unique_words({"a": 1, "b": 4, "c": 2, "x": 1}, "abc"),
-                _unique_words({"a": 2, "b": 1, "x": 1}, "ab")]
-    two = fn(_REFS, _HYPS, word_precision)                                    # two images: a division by their number shows
-    if close(two, sum(word_precision(_fold(_REFS, k), _HYPS) for k in range(3)) / len(_REFS)):
-        return "the sum of the rounds is divided by the number of images: divide by K, the number of rounds"
-    said = set()
-    for refs, hyps in fixtures:
-        K = len(refs[0])
-        folds = [word_precision(_fold(refs, k), hyps) for k in range(K)]
-        got = fn(refs, hyps, word_precision)
-        if close(got, sum(folds) / K):
-            continue                                                          # right on this one
-        if close(got, word_precision(refs, hyps)):
-            said.add("every reference is used: leave one out in each of the K rounds (score against the other K - 1), "
-                     "as the human ceiling is scored, then average the K scores")
-        elif close(got, sum(folds[:-1]) / (K - 1)) or close(got, sum(folds[:-1]) / K):
-            said.add("one reference is never left out: run the K rounds k = 0 .. K - 1, range(K)")
-        elif close(got, max(folds)):
-            said.add("max")
-        elif close(got, min(folds)):
-            said.add("min")
-        elif close(got, folds[-1]) or close(got, folds[0]):
-            said.add("one round only (one reference left out): run all K rounds and average them")
-        elif close(got, sum(folds)):
-            said.add("the K rounds' scores are summed: divide by K, their mean")
-        elif any(close(got, sum(folds) / n) for n in (3, 4, 5) if n != K):
-            said.add("the mean divides by a fixed number of rounds: divide by K, the number of references per image "
-                     "(here 2)")
-        else:
-            said.add("other")
-    if said == {"max"} or said == {"min"}:
-        return (f"the K rounds are combined by their {said.pop()}imum: take their mean, the expected score over which "
-                "reference is left out")
-    named = sorted(d for d in said if d not in ("max", "min", "other"))
-    if len(named) == 1 and said <= {named[0], "max", "min"}:
-        return named[0]
-    per_image = sum(word_precision(_fold([r], k), [h]) for r, h in zip(_REFS, _HYPS) for k in range(3)) / 6
-    if close(fn(_REFS, _HYPS, word_precision), per_image):
-        return ("each image is scored alone and the scores averaged: the metric is a corpus one (pooled over the "
-                "images); call score on all images' references of a round at once")
+    got = []
+    for refs, hyps in _FIXTURES:
+        try:
+            got.append(fn(refs, hyps, word_precision))
+        except Exception:
+            got.append(None)
+    for said, variant in _VARIANTS:
+        if variant is not None and all(close(g, variant(r, h, word_precision)) for g, (r, h) in zip(got, _FIXTURES)):
+            return said
+    right = all(close(g, leave_one_out(r, h, word_precision)) for g, (r, h) in zip(got, _FIXTURES))
+    if right:                                                 # right with equal numbers of references: K itself?
+        uneven = fn(_UNEQUAL, _HYPS, word_precision)
+        for said, K in ((_VARIANTS[-2][0], len(_UNEQUAL[0])), (_VARIANTS[-1][0], max(len(r) for r in _UNEQUAL))):
+            try:
+                want = sum(word_precision([r[:k] + r[k + 1:] for r in _UNEQUAL], _HYPS) for k in range(K)) / K
+            except Exception:
+                continue
+            if close(uneven, want):
+                return said
     return None
 
 
@@ -98,5 +131,8 @@ def check_leave_one_out(fn):
         return score(references, hypotheses)
 
     mistakes = [Mistake("every reference is used: leave one out in each round, as the human ceiling is scored", all_refs)]
-    return checked("leave_one_out", fn, leave_one_out, _cases(), mistakes=mistakes, probes=[_parts], atol=1e-9,
+    errors = {IndexError: lambda e, args: ("with images of different numbers of references, K must be the fewest, "
+                                           "min(len(r) for r in references): a round beyond it finds no k-th reference")
+              if len({len(r) for r in args[0]}) > 1 else None}
+    return checked("leave_one_out", fn, leave_one_out, _cases(), mistakes=mistakes, probes=[_parts], atol=1e-9, errors=errors,
                    recipe=_RECIPE)
