@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Mistake", "Result", "describe_difference", "shape_story", "explain_exception", "grad_reaches",
+__all__ = ["MISSING", "Mistake", "Result", "describe_difference", "shape_story", "explain_exception", "grad_reaches",
            "ungraded_parameters", "tiny_example",
            "check", "checked", "is_reference"]
 
@@ -449,7 +449,7 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
                 d = None
             if d:
                 return Result(name, WRONG, d, diagnosis=d)
-        return Result(name, DONE, f"correct on all {len(cases)} test inputs")
+        return Result(name, DONE, "correct on both test inputs" if len(cases) == 2 else f"correct on all {len(cases)} test inputs")
     for m in mistakes:
         try:
             wrong = [normalize(_call(seen(m.impl), args)) for args in cases]
@@ -507,28 +507,63 @@ def _recipe_step(recipe: dict, generic: str) -> str | None:
 LEARNER = "_captionlib_learner"   # on a stand-in: the learner's function it stands in for
 
 
-def checked(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], **kwargs) -> Callable:
+MISSING = _MISSING = object()   # a check called with no function looks the exercise up in the notebook
+
+
+def _callers_function(name: str):
+    """The learner's function `name` from the notebook that called the check: the first frame outside captionlib."""
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("captionlib"):
+        frame = frame.f_back
+    return frame.f_globals.get(name, _MISSING) if frame is not None else _MISSING
+
+
+def _say(result: Result) -> str:
+    """The verdict as printed: folded at word boundaries (a notebook's output area would break words apart)."""
+    import textwrap
+
+    lines = str(result).splitlines() or [""]
+    folded = [textwrap.fill(line, width=110, subsequent_indent="   " if not line.startswith(" ") else "      ",
+                            break_long_words=False, break_on_hyphens=False) for line in lines]
+    return "\n".join(folded)
+
+
+def checked(name: str, fn: Callable = _MISSING, reference: Callable | None = None, cases: Sequence[tuple] = (),
+            **kwargs) -> Callable:
     """Run `check`, print the verdict, and return the function the notebook should go on with.
 
     That is the learner's function when it is correct; otherwise a stand-in that runs the reference
     but remembers the learner's function. A check cell rebinds the name (`f = check_f(f)`), so when the
     learner re-runs only the check cell, it receives the stand-in and re-checks the learner's code
     behind it: the verdict stays ⏳ or ❌ until the exercise cell itself is fixed and run.
+
+    With no function given (`f = check_f()`), the function called `name` in the notebook is checked, so a check
+    cell runs on its own; when there is none (the kernel was restarted and the cells above were not run), that
+    is said, and the notebook goes on with the reference.
     """
-    learner = getattr(fn, LEARNER, fn)
-    result = check(name, learner, reference, cases, **kwargs)
-    print(result)
-    if result.passed:
-        return learner
-    if result.status == WRONG:
-        print("   The notebook continues with the reference implementation. Fix your function, run its cell, "
-              "then this check again.")
+    if fn is _MISSING:
+        fn = _callers_function(name)
+    if fn is _MISSING:
+        print(_say(Result(name, NOT_DONE, f"there is no `{name}` in this notebook yet: run the exercise cell above "
+                                          "first (after a kernel restart, run the cells from the top: Run > Run All "
+                                          "Above Selected Cell). The notebook continues with the reference implementation.")))
+        learner = None
+    else:
+        learner = getattr(fn, LEARNER, fn)
+        result = check(name, learner, reference, cases, **kwargs)
+        print(_say(result))
+        if result.passed:
+            return learner
+        if result.status == WRONG:
+            print("   The notebook continues with the reference implementation. Fix your function, run its cell, "
+                  "then this check again.")
 
     @functools.wraps(reference)
     def stand_in(*args, **kw):
         return reference(*args, **kw)
 
-    setattr(stand_in, LEARNER, learner)
+    if learner is not None:
+        setattr(stand_in, LEARNER, learner)
     return stand_in
 
 

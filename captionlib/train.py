@@ -573,11 +573,52 @@ class Trainer:
         W = self.world.size
         return mine, (W * tokens(mine) / tokens(batch), W * len(mine) / len(batch))
 
+    def cached(self) -> "Trainer":
+        """Keep this run in the cache of trained models, data/cache/models/, under a key made of everything that decides
+        its weights: the data (feature caches, images, captions), the vocabulary, the decoder and training settings,
+        the device type and the source of the training code. `fit` then loads a finished run with the same key instead
+        of training again (lessons 04, 06, 07 and 08 train the same attention model on the same features), and
+        continues a run that was interrupted. Returns self."""
+        from . import __file__ as package
+        from .utils import data_root
+
+        h = hashlib.sha256()
+        for name in ("decoder.py", "train.py", "fused.py", "attention.py", "lstm.py", "data.py", "beam.py"):
+            h.update((Path(package).parent / name).read_bytes())             # the code that decides the weights
+        settings = {k: v for k, v in asdict(self.config).items() if k not in ("device", "checkpoint_every")}
+        h.update(json.dumps([asdict(self.decoder_config), settings, self.vocab.state_dict(), self.device.type,
+                             self.custom_step_source()], sort_keys=True, default=str).encode())
+        for features, captions, indices in ((self.pairs.features, self.pairs.captions, [i for i, _ in self.pairs.pairs]),
+                                            (self.val[0], self.val[1], list(self.val[2]))):
+            folder = getattr(features, "_folder", None)
+            h.update(str(folder).encode() if folder is not None else np.ascontiguousarray(features[sorted(set(indices))]).tobytes())
+            h.update(np.asarray(indices, dtype=np.int64).tobytes())
+            h.update(json.dumps([captions[int(i)] for i in sorted(set(indices))]).encode())
+        self.checkpoint = data_root() / "cache" / "models" / f"{h.hexdigest()[:20]}.pt"
+        self._from_cache = True
+        return self
+
+    def custom_step_source(self) -> str | None:
+        """The source of a learner's own train_step (part of the cache key: another step, another model)."""
+        if self.step is None:
+            return None
+        import inspect
+
+        try:
+            return inspect.getsource(self.step)
+        except (OSError, TypeError):
+            return repr(self.step)
+
     def fit(self, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> dict:
         """Train until `epochs` (then `scst_epochs`) or early stopping; with resume=True, continue from the checkpoint.
 
         stop_after_steps: save and return after this many steps in total (to test resuming).
         """
+        if getattr(self, "_from_cache", False):
+            resume = True
+            if self.checkpoint.exists() and (progress and (self.world is None or self.world.main)):
+                print(f"this exact model (same data, settings and code) was trained before: continuing from, or loading, "
+                      f"{self.checkpoint} (delete it to train again)", flush=True)
         if self.world is not None:
             progress = progress and self.world.main
         if self.checkpoint is None:

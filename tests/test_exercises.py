@@ -3,6 +3,8 @@
 The wrong implementations here are written independently of the checks' own `Mistake`s, so a test
 passes only if the check recognises the behaviour, not the code.
 """
+import re
+
 import torch
 import torch.nn.functional as F
 
@@ -12,7 +14,7 @@ from captionlib.exercises import l01, l02, l03, l04
 
 def verdict(capsys, check, fn, reference):
     used = check(fn)
-    out = capsys.readouterr().out
+    out = re.sub(r"\n {3,6}(?!Re-read|in your line|The notebook)", " ", capsys.readouterr().out)   # unfolded
     assert is_reference(used, reference), out  # a wrong answer never replaces the reference
     return out
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 from ..vocab import SPECIALS, tokenize
 
 __all__ = ["build_vocab", "encode", "decode", "check_build_vocab", "check_encode", "check_decode"]
@@ -113,7 +113,7 @@ _RECIPES = {
     },
 }
 
-def check_build_vocab(fn):
+def check_build_vocab(fn=MISSING):
     cases = [(_CAPTIONS, 1), (_CAPTIONS, 2), (_CAPTIONS, 3), (["b a", "a c", "c b"], 1), (["un café", "le café noir"], 1)]
     mistakes = [
         Mistake("the special tokens are missing: idx_to_word must start with <pad>, <start>, <end>, <unk>", _no_specials),
@@ -164,7 +164,7 @@ def _encode_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
-def check_encode(fn):
+def check_encode(fn=MISSING):
     cases = [("a red circle", _W2I), ("A purple circle above a red box.", _W2I), ("", _W2I), ("zebra", _W2I)]
     mistakes = [
         Mistake("<start> and <end> are missing: the decoder needs <start> as its first input and <end> to learn when to stop", _no_start_end),
@@ -213,7 +213,7 @@ def _decode_parts(fn) -> str | None:
     return None
 
 
-def check_decode(fn):
+def check_decode(fn=MISSING):
     s, e, p = _W2I["<start>"], _W2I["<end>"], _W2I["<pad>"]
     red, circle, a = _W2I["red"], _W2I["circle"], _W2I["a"]
     cases = [([s, a, red, circle, e, p, p], _WORDS), ([s, a, e, red, red, e], _WORDS), ([s, e], _WORDS), ([a, red], _WORDS),

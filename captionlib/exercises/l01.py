@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 
 __all__ = ["to_regions", "pool", "preprocess", "check_to_regions", "check_pool", "check_preprocess"]
 
@@ -50,7 +50,7 @@ _RECIPES = {
     },
 }
 
-def check_to_regions(fn):
+def check_to_regions(fn=MISSING):
     B_E_P = "you returned (B, E, P): transpose the last two axes to get (B, P, E)"
     mistakes = [
         Mistake("regions are scrambled: reshaping (B, E, h, w) straight to (B, P, E) mixes channels and positions. "
@@ -72,7 +72,7 @@ def check_to_regions(fn):
                    axes="BPE", arg_axes={"fmap": "BEhw"})
 
 
-def check_pool(fn):
+def check_pool(fn=MISSING):
     g = torch.Generator().manual_seed(1)
     cases = [(torch.randn(2, 6, 4, generator=g), "avg"), (torch.randn(2, 6, 4, generator=g), "max"),
              (torch.randn(3, 4, 6, generator=g), "avg"), (torch.randn(3, 4, 6, generator=g), "max"),
@@ -109,7 +109,7 @@ def check_pool(fn):
                    recipe=_RECIPES["pool"])
 
 
-def check_preprocess(fn):
+def check_preprocess(fn=MISSING):
     rng = np.random.default_rng(0)
     # Already at the target size, so any resampling filter gives the same pixels: the cases grade scaling,
     # normalising and the axis order; `variants` then resizes (8 -> 5 pixels), where the filter matters too.

@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 from ..lstm import lstm_step, lstm_unroll
 
 __all__ = ["lstm_step", "lstm_unroll", "check_lstm_step", "check_lstm_unroll"]
@@ -65,7 +65,7 @@ _RECIPES = {
     },
 }
 
-def check_lstm_step(fn):
+def check_lstm_step(fn=MISSING):
     mistakes = [
         Mistake("the gates are in the wrong order: torch.nn.LSTMCell stacks them as (i, f, g, o), not (i, f, o, g)", _ifog),
         Mistake("the candidate g uses sigmoid: it must be tanh (it is a new value in [-1, 1], not a gate)", _g_sigmoid),
@@ -199,7 +199,7 @@ def _unroll_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
-def check_lstm_unroll(fn):
+def check_lstm_unroll(fn=MISSING):
     g = torch.Generator().manual_seed(1)
     cases = []
     for B, T, M, H in ((2, 5, 3, 4), (3, 3, 2, 2)):

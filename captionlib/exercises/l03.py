@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..checks import Mistake, checked, ungraded_parameters
+from ..checks import MISSING, Mistake, checked, ungraded_parameters
 from ..decoder import DecoderConfig, build_decoder
 
 __all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "train_step", "check_shift_captions",
@@ -61,7 +61,7 @@ _RECIPES = {
     },
 }
 
-def check_shift_captions(fn):
+def check_shift_captions(fn=MISSING):
     mistakes = [
         Mistake("targets equal the inputs (no shift): the model would learn to predict the current word, not the next",
                 lambda c: (c[:, :-1], c[:, :-1])),
@@ -108,7 +108,7 @@ def _logit_cases():
             (torch.randn(3, 6, 10, generator=g) * 300, CAPS[:, 1:], 0)]        # large logits, as a confident model's
 
 
-def check_masked_loss(fn):
+def check_masked_loss(fn=MISSING):
     def counts_pad(logits, targets, pad_idx=0):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -171,7 +171,7 @@ def _decoder(attention):
                                        dropout=0.0, attention=attention)).eval()
 
 
-def check_teacher_forced_logits(fn):
+def check_teacher_forced_logits(fn=MISSING):
     g = torch.Generator().manual_seed(2)
     cases = [(_decoder(False), torch.randn(3, 4, 6, generator=g), CAPS), (_decoder(True), torch.randn(3, 4, 6, generator=g), CAPS)]
 
@@ -396,7 +396,7 @@ def _train_step_parts(fn) -> str | None:
     return None
 
 
-def check_train_step(fn):
+def check_train_step(fn=MISSING):
     cases = [_step_setup(dropout=0.3) + (0, 5.0), _step_setup(seed=3, lr=0.5) + (0, 0.01)]
     errors = {AttributeError: lambda e, args: ("loss.item() is a float: it has no gradient. Call loss.backward() on the "
                                                "tensor, and return loss.item() at the end") if "backward" in str(e) else None,

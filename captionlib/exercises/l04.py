@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import Mistake, checked, grad_reaches
+from ..checks import MISSING, Mistake, checked, grad_reaches
 from ..decoder import DecoderConfig, build_decoder
 
 __all__ = ["attend", "attention_step", "check_attend", "check_attention_step"]
@@ -54,7 +54,7 @@ _RECIPES = {
     },
 }
 
-def check_attend(fn):
+def check_attend(fn=MISSING):
     def feature_softmax(features, projected, h, W_h, w):
         a = torch.softmax(torch.tanh(projected + (h @ W_h.T).unsqueeze(1)), dim=2) @ w
         return (a.unsqueeze(2) * features).sum(1), a
@@ -230,7 +230,7 @@ def _dropout_used(fn) -> str | None:
     return None
 
 
-def check_attention_step(fn):
+def check_attention_step(fn=MISSING):
     def gate_on_h(decoder, words, state, features, projected):
         h, c = state
         context, alpha = decoder.attention(features, projected, h)

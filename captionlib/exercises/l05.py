@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import Mistake, checked, grad_reaches
+from ..checks import MISSING, Mistake, checked, grad_reaches
 from ..decoder import scheduled_input
 
 __all__ = ["scheduled_input", "check_scheduled_input", "greedy_decode", "check_greedy_decode", "Scripted"]
@@ -151,7 +151,7 @@ _RECIPES = {
     },
 }
 
-def check_scheduled_input(fn):
+def check_scheduled_input(fn=MISSING):
     errors = {
         RuntimeError: lambda e, args: ("torch.multinomial needs probabilities: softmax(logits[:, t - 1], dim=-1) first"
                                        if "probability tensor" in str(e) else None),
@@ -291,7 +291,7 @@ def _greedy_parts(fn) -> str | None:
     return None
 
 
-def check_greedy_decode(fn):
+def check_greedy_decode(fn=MISSING):
     def explain(e, args) -> str | None:
         B, V = args[1].shape[0], args[0].table.shape[-1]
         if B == 1 and ("0-dim" in str(e) or "'int' object is not iterable" in str(e)):

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 
 __all__ = ["beam_step", "collect_finished", "first_scores", "check_beam_step", "check_collect_finished",
            "check_first_scores", "END"]
@@ -156,7 +156,7 @@ _RECIPES = {
     },
 }
 
-def check_beam_step(fn):
+def check_beam_step(fn=MISSING):
     per_beam = ("top-k is taken per beam: all K*V continuations compete in one top-k over the flattened (K*V) "
                 "scores, so a strong beam may keep several children and a weak one none")
     mistakes = [
@@ -253,7 +253,7 @@ def _finished_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
-def check_collect_finished(fn):
+def check_collect_finished(fn=MISSING):
     mistakes = [
         Mistake("finished hypotheses keep expanding: one that produced <end> must leave the beam (it is complete), "
                 "or it grows words after <end>", _keep_expanding),
@@ -319,7 +319,7 @@ def _truly_dead(fn) -> str | None:
     return None
 
 
-def check_first_scores(fn):
+def check_first_scores(fn=MISSING):
     cases = [(1, 3), (2, 4), (3, 1), (4, 5)]
     mistakes = [
         Mistake("all k copies start live at 0: the first top-k over k identical rows then picks the same word k times. "

@@ -9,7 +9,7 @@ import math
 from collections import Counter
 
 from ..bleu import closest_ref_length, clipped_counts, corpus_bleu, ngrams, sentence_bleu
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 
 __all__ = ["clipped_matches", "brevity_penalty", "corpus_bleu", "check_clipped_matches", "check_brevity_penalty",
            "check_corpus_bleu"]
@@ -90,7 +90,7 @@ _RECIPES = {
     },
 }
 
-def check_clipped_matches(fn):
+def check_clipped_matches(fn=MISSING):
     def unclipped(h, refs, n):
         g = ngrams(h, n)
         seen = set().union(*(ngrams(r, n) for r in refs))
@@ -137,7 +137,7 @@ def _penalty_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
-def check_brevity_penalty(fn):
+def check_brevity_penalty(fn=MISSING):
     cases = [(5, [4, 7, 9]), (6, [5, 9]), (3, [8, 12]), (10, [6, 8]), (4, [3, 5]), (6, [7, 12, 4]), (4, [5, 3]),
              (7, [8, 6])]
     notes = [None] * 6 + ["when two references are equally close (5 and 3 words for a 4-word hypothesis, the longer "
@@ -234,7 +234,7 @@ def _bleu_parts(fn) -> str | None:
     return "; ".join(said) or None
 
 
-def check_corpus_bleu(fn):
+def check_corpus_bleu(fn=MISSING):
     short = [h[:4] for h in HYPS[:2]] + [HYPS[2]]      # short hypotheses, so the brevity penalty matters
     cases = [(REFS, HYPS, 2), (REFS, short, 2), (REFS[:2], HYPS[:2], 3)]
     mistakes = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 
 __all__ = ["scst_loss", "check_scst_loss"]
 
@@ -102,7 +102,7 @@ _RECIPE = {None: ("the recipe: advantage = (rewards - baseline).detach(); each c
                   ".sum(dim=1); loss = -(advantage * log p).mean()")}
 
 
-def check_scst_loss(fn):
+def check_scst_loss(fn=MISSING):
     mistakes = [
         Mistake("the sign is flipped: minimise -(r - b) log p, so that captions better than the baseline become likelier",
                 lambda lp, m, r, b: -scst_loss(lp, m, r, b)),

@@ -8,7 +8,7 @@ the very same references.
 """
 from __future__ import annotations
 
-from ..checks import Mistake, checked
+from ..checks import MISSING, Mistake, checked
 from ..evaluate import leave_one_out
 
 __all__ = ["leave_one_out", "check_leave_one_out", "word_precision"]
@@ -126,7 +126,7 @@ _RECIPE = {None: "the recipe: K = the number of references per image; for k in r
                  "their k-th, hypotheses); return the mean of the K scores"}
 
 
-def check_leave_one_out(fn):
+def check_leave_one_out(fn=MISSING):
     def all_refs(references, hypotheses, score):
         return score(references, hypotheses)
 
