@@ -33,11 +33,11 @@ $(STAMP): pyproject.toml
 # later, yours are never overwritten); work/ is outside git, so updating the course cannot touch it.
 lab: install $(LAB_SETTINGS)
 	$(PY) -m captionlib.course workspace
-	$(VENV)/bin/jupyter lab --notebook-dir=work $(ROOT_ARGS) $(LAB_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/jupyter lab --notebook-dir=work $(ROOT_ARGS) $(LAB_ARGS)
 
 # Unit tests, then every notebook in lessons/ and solutions/ under nbval (one pytest run).
 test: install $(LAB_SETTINGS)
-	$(PY) -m pytest tests lessons solutions --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
 
 lessons: install
 	$(PY) -m captionlib.course build

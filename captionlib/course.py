@@ -38,7 +38,7 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["REPOSITORY", "bootstrap_source", "colab_url", "student_source", "student_notebook", "build", "stale",
+__all__ = ["REPOSITORY", "RENAMED", "bootstrap_source", "colab_url", "student_source", "student_notebook", "build", "stale",
            "workspace", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +64,7 @@ def bootstrap_source(repository: str | None = None) -> str:
 # In a checkout (work/, lessons/ or solutions/ of a git clone) it installs that checkout; with no checkout beside
 # this notebook (Colab opened it from GitHub) it clones the course first. Elsewhere: nothing happens.
 import importlib, importlib.util, os, subprocess, sys
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before torch loads: its threads sleep, not spin (captionlib/__init__.py)
 if importlib.util.find_spec("captionlib") is None:
     checkout = os.path.abspath("..")
     if not os.path.isfile(os.path.join(checkout, "captionlib", "__init__.py")):
@@ -241,12 +242,22 @@ def stale(solutions: Path = REPO / "solutions", lessons: Path = REPO / "lessons"
     return problems
 
 
+# Lessons that were renumbered: {old file name: new file name}. A learner's copy under the old name is kept as it is,
+# the lesson under its new name is added, and `workspace` says so.
+RENAMED = {"08_putting_it_together.ipynb": "09_putting_it_together.ipynb"}
+
+
 def workspace(lessons: Path = REPO / "lessons", work: Path = REPO / "work") -> list[str]:
     """Copy each lesson the learner does not have yet into `work` (their own copies); never overwrite one.
 
-    Returns the names copied. A lesson that changed since the learner's copy was made is reported, not replaced.
+    Returns the names copied. A lesson that changed since the learner's copy was made is reported, not replaced;
+    so is a lesson that was renamed (renumbered) since the learner's copy was made.
     """
     work.mkdir(parents=True, exist_ok=True)
+    for old, new in RENAMED.items():
+        if (work / old).exists() and not (work / new).exists() and (lessons / new).exists():
+            print(f"note: lessons/{old} is now lessons/{new} (a lesson was added before it). Your copy work/{old} is "
+                  f"kept as it is, with your work; work/{new} is the new version beside it.", file=sys.stderr)
     copied = []
     for path in sorted(lessons.glob("[0-9][0-9]_*.ipynb")):
         mine = work / path.name

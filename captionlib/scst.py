@@ -1,6 +1,6 @@
 """Self-critical sequence training (Rennie et al., 2017): train on the captions the model writes itself.
 
-Lesson 08 ("where to go next") introduces it; `Trainer` runs it after the cross-entropy epochs when
+Lesson 08 builds it (the learner writes `reinforce_loss`); `Trainer` runs it after the cross-entropy epochs when
 `TrainConfig.scst_epochs` > 0, and the shipped Flickr8k model was trained so (data/checkpoints/MODEL_CARD.md).
 
 Teacher forcing trains each word given the *true* previous words, but at test time the model reads its
@@ -32,7 +32,8 @@ from .cider import CiderD
 from .meteor import meteor_exact
 from .vocab import Vocab
 
-__all__ = ["Reward", "sample_captions", "self_critical_advantage", "sequence_logprob", "scst_loss"]
+__all__ = ["Reward", "sample_captions", "self_critical_advantage", "token_logprobs", "sequence_logprob", "reinforce_loss",
+           "scst_loss"]
 
 
 class Reward:
@@ -80,16 +81,31 @@ def self_critical_advantage(rewards: torch.Tensor, k: int) -> torch.Tensor:
     return (r - baseline).reshape(-1)
 
 
-def sequence_logprob(decoder, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = PAD) -> torch.Tensor:
-    """(B,) log p(caption | image) = Σ_t log p(w_t | w_<t, I) over the real tokens, with gradient.
+def token_logprobs(decoder, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = PAD) -> tuple:
+    """(log_probs (B, T-1), mask (B, T-1)): log p of each word of the captions given the words before it (teacher
+    forcing on them, with gradient), and 1 where that position is a word of the caption (<end> included), 0 for <pad>.
 
-    features (B, P, E), captions (B, T) as `sample_captions` returns them (teacher forcing on them gives
-    the probabilities the sampler used, when dropout is off).
-    """
+    features (B, P, E), captions (B, T) as `sample_captions` returns them (with dropout off, teacher forcing gives
+    the probabilities the sampler used)."""
     logits, _ = decoder(features, captions)                                # (B, T-1, V)
     targets = captions[:, 1:]                                              # (B, T-1)
-    logp = F.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(2)).squeeze(2)   # (B, T-1)
-    return logp.masked_fill(targets == pad_idx, 0.0).sum(dim=1)
+    log_probs = F.log_softmax(logits, dim=-1).gather(2, targets.unsqueeze(2)).squeeze(2)   # (B, T-1)
+    return log_probs, (targets != pad_idx).to(log_probs.dtype)
+
+
+def sequence_logprob(decoder, features: torch.Tensor, captions: torch.Tensor, pad_idx: int = PAD) -> torch.Tensor:
+    """(B,) log p(caption | image) = Σ_t log p(w_t | w_<t, I) over the real tokens, with gradient."""
+    log_probs, mask = token_logprobs(decoder, features, captions, pad_idx)
+    return (log_probs * mask).sum(dim=1)
+
+
+def reinforce_loss(log_probs: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """REINFORCE with a baseline, the loss lesson 08 builds: -mean_b[(r_b - b_b) * Σ_t mask_bt log_probs_bt].
+
+    log_probs, mask (B, T); rewards, baseline (B,). The advantage r - b is detached: gradient flows into the
+    log-probabilities only, making a caption that beat its baseline likelier and one that fell short less likely."""
+    advantage = (rewards - baseline).detach()                              # (B,)
+    return -(advantage * (log_probs * mask).sum(dim=1)).mean()
 
 
 def scst_loss(decoder, features: torch.Tensor, image_ids, reward: Callable, vocab: Vocab, k: int = 5, max_len: int = 16,
@@ -109,6 +125,6 @@ def scst_loss(decoder, features: torch.Tensor, image_ids, reward: Callable, voca
     words = [vocab.decode(t, join=False) for t in tokens]
     ids = [int(i) for i in image_ids for _ in range(k)]
     rewards = torch.as_tensor(reward(ids, words), dtype=torch.float32, device=features.device)   # (B*K,)
-    advantage = self_critical_advantage(rewards, k)
-    logp = sequence_logprob(decoder, features.repeat_interleave(k, dim=0), captions)   # (B*K,)
-    return -(advantage * logp).mean(), float(rewards.mean())
+    baseline = rewards - self_critical_advantage(rewards, k)               # each sample's: the mean of its siblings
+    log_probs, mask = token_logprobs(decoder, features.repeat_interleave(k, dim=0), captions)   # (B*K, T-1)
+    return reinforce_loss(log_probs, mask, rewards, baseline), float(rewards.mean())

@@ -8,14 +8,18 @@ Shapes: L caption length, P regions (g*g), S image side.
 """
 from __future__ import annotations
 
+import functools
 import math
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["upsample_attention", "show_attention", "plot_history", "draw_beam_tree"]
+__all__ = ["upsample_attention", "cjk_font", "show_attention", "plot_history", "draw_beam_tree"]
 
 
 def upsample_attention(alpha, size: int) -> np.ndarray:
@@ -28,24 +32,65 @@ def upsample_attention(alpha, size: int) -> np.ndarray:
     return up[0, 0].numpy()
 
 
-def show_attention(image: Image.Image, words: list, alphas, cols: int = 5, size: int = 224):
-    """One panel per word: the image with where the decoder looked when it wrote that word."""
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_font():
+    """matplotlib FontProperties of a font with Chinese glyphs (Noto Sans CJK SC, from the `mplfonts` package the
+    course installs), or None when there is none: matplotlib's default font has no CJK glyphs and draws boxes."""
+    from matplotlib import font_manager
+
+    try:
+        import mplfonts
+    except ImportError:
+        return None
+    path = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+    if not path.exists():
+        return None
+    font_manager.fontManager.addfont(str(path))
+    return font_manager.FontProperties(fname=str(path))
+
+
+def _labels(words: list) -> tuple[list, dict]:
+    """Panel titles for `words`, and the font keyword to draw them with: a CJK font for Chinese words, and when the
+    machine has none, the words' positions instead of boxes (with a note saying how to get the font)."""
+    if not any(_CJK.search(w) for w in words):
+        return list(words), {}
+    font = cjk_font()
+    if font is not None:
+        return list(words), {"fontproperties": font}
+    print("note: no font with Chinese glyphs here (matplotlib's own has none), so the panels are numbered instead of "
+          "titled: `pip install mplfonts` (it comes with the course) gives them their words", file=sys.stderr)
+    return [f"word {k + 1}" for k in range(len(words))], {}
+
+
+def show_attention(image: Image.Image, words: list, alphas, cols: int = 5, size: int = 224, colorbar: bool = True):
+    """One panel per word: the image with where the decoder looked when it wrote that word (bright: more α,
+    the weight of a region, upsampled to the image; one colour scale for all panels, shown by the colour bar)."""
     import matplotlib.pyplot as plt
 
     alphas = np.asarray(alphas)
     rows = math.ceil((len(words) + 1) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.7 * rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + (0.6 if colorbar else 0), 2.7 * rows), squeeze=False)
     img = np.asarray(image.convert("RGB").resize((size, size)))
-    for k, ax in enumerate(np.atleast_1d(axes).flat):
+    maps = [upsample_attention(alphas[k], size) for k in range(min(len(words), len(alphas)))]
+    top = max((float(m.max()) for m in maps), default=1.0)
+    titles, font = _labels(words)
+    shown = None
+    for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k == 0:
             ax.imshow(img)
             ax.set_title("image", fontsize=10)
-        elif k <= len(words):
+        elif k <= len(maps):
             ax.imshow(img)
-            ax.imshow(upsample_attention(alphas[k - 1], size), cmap="gray", alpha=0.6)
-            ax.set_title(words[k - 1], fontsize=11)
+            shown = ax.imshow(maps[k - 1], cmap="gray", alpha=0.6, vmin=0, vmax=top)
+            ax.set_title(titles[k - 1], fontsize=11, **font)
     fig.tight_layout()
+    if colorbar and shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01)
+        bar.set_label("α per region (upsampled)", fontsize=8)
     return fig
 
 

@@ -109,6 +109,30 @@ def test_workspace_copies_what_is_missing_and_never_overwrites(tmp_path, capsys)
     assert "has changed since your copy" in capsys.readouterr().err
 
 
+def test_a_renumbered_lesson_keeps_the_learners_copy_and_says_so(tmp_path, capsys, monkeypatch):
+    sol, les = _tiny_course(tmp_path)
+    course.build(sol, les)
+    work = tmp_path / "work"
+    course.workspace(les, work)
+    (work / "00_tiny.ipynb").rename(work / "07_old.ipynb")             # the learner's copy, under the lesson's old name
+    (les / "00_tiny.ipynb").rename(les / "08_new.ipynb")
+    monkeypatch.setattr(course, "RENAMED", {"07_old.ipynb": "08_new.ipynb"})
+    assert course.workspace(les, work) == ["08_new.ipynb"]
+    assert (work / "07_old.ipynb").exists()
+    assert "lessons/07_old.ipynb is now lessons/08_new.ipynb" in capsys.readouterr().err
+
+
+def test_every_solution_is_stored_run_top_to_bottom():
+    """A solution opened on GitHub or in Colab shows every result: each code cell was executed, in order."""
+    for path in sorted((REPO / "solutions").glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" and c.source.strip()]
+        counts = [c.get("execution_count") for c in cells]
+        missing = [k for k, n in enumerate(counts) if n is None]
+        assert not missing, f"{path.name}: code cells {missing} were never executed (store it run top to bottom)"
+        assert counts == sorted(counts) and len(set(counts)) == len(counts), f"{path.name}: cells executed out of order {counts}"
+        assert counts[0] == 1, f"{path.name}: the first code cell is [{counts[0]}]: restart the kernel and run all"
+
+
 def test_the_repository_lessons_are_up_to_date():
     assert course.stale() == [], "run: python -m captionlib.course build"
 
