@@ -97,7 +97,8 @@ def _checkpoint(a) -> Path:
     `train` wrote for --dataset and --backbone, and `caption` the model that ships with the course."""
     from .utils import shipped_checkpoint
 
-    own, shipped = _default_checkpoint(a.dataset, a.backbone), shipped_checkpoint()
+    lang = getattr(a, "lang", "en")
+    own, shipped = _default_checkpoint(a.dataset, a.backbone), shipped_checkpoint("flickr8k-cn" if lang == "zh" else "flickr8k")
     if a.checkpoint:
         choice = Path(a.checkpoint)
     elif a.cmd == "evaluate" and own.exists():
@@ -309,7 +310,7 @@ def cmd_evaluate(a) -> int:
     import shutil
 
     from .data import load_split
-    from .evaluate import attention_in_box, reference_ceiling, score_beams
+    from .evaluate import against_humans, attention_in_box, score_beams
     from .features import features_for
 
     decoder, vocab, meta, encoder, device = _trained(a)
@@ -329,20 +330,40 @@ def cmd_evaluate(a) -> int:
     store = features_for(split, encoder, upto=n, device=a.device)
     idx = store.valid(n)
     refs = [split.captions[i] for i in idx]
-    coco = {"auto": shutil.which("java") is not None, "coco": True, "bleu": False}[a.metrics]
+    spaced = vocab.tokenizer == "words"
+    coco = {"auto": shutil.which("java") is not None or not spaced, "coco": True, "bleu": False}[a.metrics]
     scores, decoded = score_beams(decoder, vocab, store.features, idx, refs, a.beam_size, device, a.max_len,
                                   a.length_norm, coco)
-    ceiling = reference_ceiling(refs)
     metrics = list(scores[a.beam_size[0]])
-    source = "pycocoevalcap (PTB tokenizer)" if coco else "captionlib BLEU" + (
-        "; install Java for METEOR, ROUGE-L and CIDEr" if a.metrics == "auto" else "")
+    tokens = "" if spaced else f", BLEU over {vocab.tokenizer} tokens (no METEOR: its resources are English)"
+    source = ("pycocoevalcap (PTB tokenizer)" if spaced else "pycocoevalcap on captionlib's tokens") if coco else \
+        "captionlib BLEU" + ("; install Java for METEOR, ROUGE-L and CIDEr" if a.metrics == "auto" else "")
+    source += tokens
     print(f"{split.dataset}/{a.split}: {len(idx)} images; scores from {source}"
           + (f"; length normalisation {a.length_norm:g}" if a.length_norm else ""))
     print(f"{'':9}" + "".join(f"{m:>9}" for m in metrics))
     for k in a.beam_size:
         print(f"{'beam ' + str(k):9}" + "".join(f"{scores[k][m]:9.4f}" for m in metrics))
-    print(f"{'ceiling':9}" + "".join(f"{ceiling[m]:9.4f}" if m in ceiling else f"{'':9}" for m in metrics)
-          + "   (each reference against the other ones, captionlib BLEU)")
+    # the model and the people on the same references: each reference left out in turn (lesson 07), with the metrics
+    # of the table above (pycocoevalcap's when it was used, else captionlib's BLEU)
+    from .bleu import bleu_scores, coco_metrics, corpus_counts
+    from .vocab import tokenize
+
+    ref_tokens = [[tokenize(r, vocab.tokenizer) for r in rs] for rs in refs]
+    first = [vocab.decode(c.tokens, join=False) for c in decoded[a.beam_size[0]]]
+    if coco:
+        humans = against_humans([list(rs) for rs in refs], [" ".join(h) for h in first],
+                                lambda r, h: coco_metrics(r, h, vocab.tokenizer))
+    else:
+        humans = against_humans(ref_tokens, first, bleu_scores)
+    K = humans["references per caption"]
+    print(f"on the same {K} references (each of the {K + 1} left out in turn, for the model and for each person's caption):")
+    for name, row in ((f"beam {a.beam_size[0]}", humans["model"]), ("humans", humans["humans"])):
+        print(f"{name:9}" + "".join(f"{row[m]:9.4f}" if m in row else f"{'':9}" for m in metrics))
+    _, _, hyp_len, ref_len = corpus_counts(ref_tokens, first, 1)
+    penalty = 1.0 if hyp_len > ref_len else float(np.exp(1 - ref_len / max(1, hyp_len)))
+    print(f"brevity penalty of beam {a.beam_size[0]}: {penalty:.4f} ({hyp_len} words against {ref_len} in the closest "
+          "references): BLEU without it is " + ("the same" if penalty == 1 else f"BLEU / {penalty:.4f}"))
     if a.split == "test":
         from .evaluate import PUBLISHED
 
@@ -360,7 +381,7 @@ def cmd_evaluate(a) -> int:
     for k in range(min(3, len(idx))):
         print(f"  [{split.image_ids[idx[k]]}] {vocab.decode(first[k].tokens)!r}   refs: {split.captions[idx[k]][:2]}")
     failures = None
-    if a.failures:
+    if a.failures and spaced:
         from .evaluate import unsupported_mentions
         from .vocab import tokenize
 
@@ -376,7 +397,8 @@ def cmd_evaluate(a) -> int:
 
         report = {"dataset": split.dataset, "split": a.split, "images": len(idx), "metrics": source,
                   "length_norm": a.length_norm, "max_len": a.max_len, "scores": {f"beam {k}": scores[k] for k in a.beam_size},
-                  "ceiling": ceiling, "checkpoint": str(a.checkpoint or "")}
+                  "against_humans": {"beam": a.beam_size[0], **humans}, "brevity_penalty": penalty, "tokenizer": vocab.tokenizer,
+                  "references": a.references, "checkpoint": str(a.checkpoint or "")}
         if failures is not None:
             report["failures"] = {n: {**f, "examples": [[split.image_ids[idx[k]], " ".join(vocab.decode(first[k].tokens, join=False)), w]
                                                        for k, w in f["examples"][:10]]} for n, f in failures.items()}
@@ -460,7 +482,7 @@ def cmd_caption(a) -> int:
             words = vocab.decode(c.tokens, join=False)
             cut = "" if c.tokens and c.tokens[-1] == END else f"   [cut at --max-len {a.max_len}: no <end> yet]"
             score = f"log p / length^{length_norm:g} = {c.score:.2f}" if length_norm else f"log p = {c.score:.2f}"
-            print(f"{path}: {' '.join(words)}   ({score}){cut}")
+            print(f"{path}: {vocab.text(c.tokens)}   ({score}){cut}")
             if a.attention:
                 import matplotlib
 
@@ -471,7 +493,7 @@ def cmd_caption(a) -> int:
 
                 target = _attention_figure(a.attention, path, len(a.images) > 1)
                 fig = show_attention(image, words, c.alphas.cpu().numpy(), cols=6)
-                fig.savefig(target, dpi=80)
+                fig.savefig(target, dpi=80, bbox_inches="tight")
                 plt.close(fig)
                 print(f"  attention per word: {target}")
     if bad:
@@ -567,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="also count gender, colour, number and object words that no reference backs, with examples")
         if name == "caption":
             s.add_argument("images", nargs="+")
+            s.add_argument("--lang", choices=["en", "zh"], default="en",
+                           help="the shipped model to caption with when no --checkpoint is given: en (Flickr8k) or zh "
+                                "(Flickr8K-CN, Chinese captions)")
             s.add_argument("--length-norm", type=WEIGHT, default=None,
                            help="rank finished beams by log p / length**L (default: the checkpoint's, else 0)")
             s.add_argument("--attention", metavar="OUT.png",

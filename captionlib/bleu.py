@@ -133,7 +133,7 @@ def corpus_bleu(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tok
     return _combine(matches, totals, hyp_len, ref_len, max_n, smoothing)
 
 
-def _combine(matches, totals, hyp_len, ref_len, max_n, smoothing) -> float:
+def _combine(matches, totals, hyp_len, ref_len, max_n, smoothing, penalty: bool = True) -> float:
     if matches[1] == 0:
         return 0.0  # no unigram in common: BLEU is 0 whatever the smoothing (nltk's convention)
     log_sum = 0.0
@@ -146,13 +146,17 @@ def _combine(matches, totals, hyp_len, ref_len, max_n, smoothing) -> float:
         else:
             p = sys.float_info.min  # nltk method0: log(p) is about -708, so BLEU is about 0
         log_sum += math.log(p) / max_n
-    return brevity_penalty(ref_len, hyp_len) * math.exp(log_sum)
+    return (brevity_penalty(ref_len, hyp_len) if penalty else 1.0) * math.exp(log_sum)
 
 
-def bleu_scores(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tokens]) -> dict[str, float]:
-    """BLEU-1..4 in one pass over the corpus (the n-gram counts are shared)."""
+def bleu_scores(references: Sequence[Sequence[Tokens]], hypotheses: Sequence[Tokens],
+                brevity: bool = True) -> dict[str, float]:
+    """BLEU-1..4 in one pass over the corpus (the n-gram counts are shared).
+
+    brevity=False: without the brevity penalty, the geometric mean of the clipped n-gram precisions alone (how
+    Xu et al. 2015 define BLEU-n in a footnote, and what Li et al. 2016 report beside the standard BLEU)."""
     matches, totals, hyp_len, ref_len = corpus_counts(references, hypotheses, 4)
-    return {f"BLEU-{n}": _combine(matches, totals, hyp_len, ref_len, n, None) for n in range(1, 5)}
+    return {f"BLEU-{n}": _combine(matches, totals, hyp_len, ref_len, n, None, brevity) for n in range(1, 5)}
 
 
 def sentence_bleu(references: Sequence[Tokens], hypothesis: Tokens, max_n: int = 4, smoothing: float | None = 0.1) -> float:
@@ -183,19 +187,35 @@ def ptb_tokenize(captions: dict) -> dict:
     return out
 
 
-def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:
+def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: str = "words") -> dict[str, float]:
     """pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L and CIDEr on raw strings.
 
     METEOR and the PTB tokenizer run on Java. Without Java this raises a RuntimeError saying so;
-    use `bleu_scores` (pure Python) instead.
+    use `bleu_scores` (pure Python) instead. tokenizer: for a language written without spaces ("jieba",
+    "chars"), the captions are cut with captionlib's tokenizer and handed over space-joined (the PTB tokenizer is
+    English's), and METEOR is left out: its stems, synonyms and paraphrases are English resources.
     """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    if tokenizer != "words":
+        from .vocab import tokenize
+
+        gts = {i: [" ".join(tokenize(r, tokenizer)) for r in refs] for i, refs in enumerate(references)}
+        # a hypothesis already cut into tokens (space-joined, as vocab.decode gives them) is kept as it was cut
+        res = {i: [" ".join(h) if isinstance(h, list) else h if " " in h else " ".join(tokenize(h, tokenizer))]
+               for i, h in enumerate(hypotheses)}
+        out = {}
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        out.update({f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)})
+        out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+        out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+        return out
     if shutil.which("java") is None:
         raise RuntimeError("pycocoevalcap's METEOR and PTB tokenizer need Java, and `java` is not on PATH. "
                            "Install a JDK (e.g. `apt install default-jre` or `conda install openjdk`), or use bleu_scores().")
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
-    from pycocoevalcap.rouge.rouge import Rouge
 
     gts = ptb_tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
     res = ptb_tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})

@@ -27,7 +27,7 @@ from .split import CaptionSplit
 from .utils import data_root
 from .vocab import Vocab, pad_captions, tokenize
 
-__all__ = ["CaptionSplit", "load_split", "mirrored", "DATASETS", "CaptionPairs", "collate"]
+__all__ = ["CaptionSplit", "load_split", "default_tokenizer", "mirrored", "DATASETS", "CaptionPairs", "collate"]
 
 
 class _Rendered:
@@ -54,6 +54,16 @@ def _shapes(split: str, root: Path, **options) -> CaptionSplit:
 # name -> loader(split, root, **options): the embedded shapes, and the real datasets read from folders (datasets.py).
 DATASETS: dict[str, Callable[..., CaptionSplit]] = {"shapes": _shapes, **{
     name: functools.partial(load_real, name) for name in IMAGE_DIRS}}
+
+
+# How a dataset's captions become tokens (vocab.TOKENIZERS): words split on spaces, except for a language written
+# without them (lesson 00): Flickr8K-CN's Chinese is cut into words by jieba, as its authors did.
+TOKENIZERS = {"flickr8k-cn": "jieba"}
+
+
+def default_tokenizer(dataset: str) -> str:
+    """The tokenizer a dataset's captions are cut with: "jieba" for Flickr8K-CN, "words" for the others."""
+    return TOKENIZERS.get(dataset, "words")
 
 
 def load_split(dataset: str = "shapes", split: str = "train", root: str | Path | None = None, **options) -> CaptionSplit:

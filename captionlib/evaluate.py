@@ -119,12 +119,12 @@ def score_beams(decoder, vocab, features, indices, references: list, beams=(1, 3
     from .bleu import coco_metrics
     from .train import caption_all, score_captions
 
-    coco = shutil.which("java") is not None if coco is None else coco
+    coco = (shutil.which("java") is not None or vocab.tokenizer != "words") if coco is None else coco
     scores, decoded = {}, {}
     for k in beams:
         decoded[k] = caption_all(decoder, features, indices, device, max_len, k, length_norm=length_norm)
         bleu, hyps = score_captions(decoded[k], vocab, references)
-        scores[k] = coco_metrics(references, hyps) if coco else bleu
+        scores[k] = coco_metrics(references, hyps, vocab.tokenizer) if coco else bleu
     return scores, decoded
 
 

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 from PIL import Image
 
@@ -161,3 +162,27 @@ def test_unsupported_mentions_groups_synonyms_and_counts_per_caption():
     assert got["colour"] == {"captions": 1, "unsupported": 1, "rate": 1.0, "examples": [(0, ["red"])]}
     assert got["number"]["unsupported"] == 0 and got["number"]["captions"] == 1
     assert got["object"]["captions"] == 2 and got["object"]["examples"] == [(1, ["ball"])]
+
+
+def test_the_model_and_the_humans_are_scored_on_the_same_references():
+    """against_humans: in round k both the model's caption and the k-th reference are scored against the same K - 1."""
+    from captionlib.evaluate import against_humans, leave_one_out
+
+    refs = [[["a", "dog"], ["the", "dog"], ["a", "puppy"]], [["two", "cats"], ["cats"], ["a", "cat"]]]
+    hyps = [["a", "dog", "runs"], ["two", "cats"]]
+    calls = []
+
+    def score(references, hypotheses):
+        calls.append((references, hypotheses))
+        return float(len(calls))
+
+    out = against_humans(refs, hyps, score)
+    assert out["references per caption"] == 2 and len(calls) == 6
+    for k in range(3):
+        (model_refs, model_hyps), (human_refs, human_hyps) = calls[2 * k], calls[2 * k + 1]
+        assert model_refs == human_refs == [[r for j, r in enumerate(rs) if j != k] for rs in refs]
+        assert model_hyps == hyps and human_hyps == [rs[k] for rs in refs]
+    assert out["model"] == (1 + 3 + 5) / 3 and out["humans"] == (2 + 4 + 6) / 3
+    from captionlib.bleu import bleu_scores
+    assert against_humans(refs, hyps, bleu_scores)["model"]["BLEU-1"] == pytest.approx(
+        leave_one_out(refs, hyps, lambda r, h: bleu_scores(r, h)["BLEU-1"]))

@@ -70,3 +70,46 @@ def test_the_shipped_model_still_scores_its_model_card_on_100_val_photos(tmp_pat
     scores, hyps = evaluate_bleu(decoder, store.features, val.captions, vocab, store.valid(100), torch.device("cpu"),
                                  beam_size=3)
     assert scores["BLEU-4"] >= FLOOR, (scores, hyps[:3], json.dumps(state.get("notes", {}))[:300])
+
+
+
+# ------------------------------------------------------------------ the Chinese model (Flickr8K-CN)
+
+SHIPPED_ZH = shipped_checkpoint("flickr8k-cn")
+FLICKR8K_CN = Path(os.environ.get("CAPTIONLIB_FLICKR8K_CN", CHECKOUT.parent / "shared" / "datasets" / "flickr8k-cn"))
+# captionlib BLEU-4 over jieba words of the first 100 val photos, beam 5, length normalisation 0.7, when it was exported
+VAL100_ZH_BLEU4 = 0.2362
+
+
+def test_the_chinese_checkpoint_loads_with_weights_only_and_captions_a_photo_in_chinese_deterministically():
+    assert SHIPPED_ZH.exists() and SHIPPED_ZH.stat().st_size <= 30 * 2 ** 20
+    raw = torch.load(SHIPPED_ZH, map_location="cpu", weights_only=True)
+    assert raw["format"] == "captionlib-release" and raw["vocab"]["tokenizer"] == "jieba"
+    assert raw["digests"] == content_digests(raw)                        # weights, vocabulary, settings: as written
+    decoder, vocab, state = load_model(SHIPPED_ZH, device="cpu")
+    assert vocab.tokenizer == "jieba" and state["meta"]["length_norm"] == 0.7
+    encoder = Encoder(state["meta"]["backbone"], grid=state["meta"]["grid"]).eval()
+    photo = load_image(PHOTO)
+    with torch.no_grad():
+        feats, _ = encoder(encoder.preprocess(photo))
+    first, again = (beam_search(decoder, feats, 5, length_norm=0.7)[0] for _ in range(2))
+    assert first.tokens == again.tokens and first.score == again.score
+    text = vocab.text(first.tokens)
+    assert text and all("\u4e00" <= ch <= "\u9fff" for ch in text), text     # Chinese characters, no spaces
+
+
+@pytest.mark.skipif(not (FLICKR8K_CN / "flickr8kzhc.caption.txt").exists(),
+                    reason=f"Flickr8K-CN is not at {FLICKR8K_CN} (set CAPTIONLIB_FLICKR8K_CN to its folder to run this check)")
+def test_the_chinese_model_still_scores_its_model_card_on_100_val_photos(tmp_path):
+    from captionlib.data import load_split
+    from captionlib.features import features_for
+    from captionlib.train import caption_all, score_captions
+
+    decoder, vocab, state = load_model(SHIPPED_ZH, device="cpu")
+    val = load_split("flickr8k-cn", "val", folder=FLICKR8K_CN)
+    store = features_for(val, Encoder(state["meta"]["backbone"], grid=state["meta"]["grid"]), upto=100, device="cpu",
+                         root=tmp_path, progress=False)
+    idx = store.valid(100)
+    caps = caption_all(decoder, store.features, idx, torch.device("cpu"), beam_size=5, length_norm=0.7)
+    scores, _ = score_captions(caps, vocab, [val.captions[i] for i in idx])
+    assert scores["BLEU-4"] >= VAL100_ZH_BLEU4 - 0.015, scores
