@@ -457,16 +457,15 @@ def _stdin_image():
 
 
 def cmd_caption(a) -> int:
-    from .beam import END, beam_search
-    from .encoder import folded
+    from .beam import END
     from .images import ImageLoadError, load_image
+    from .train import caption_photos
 
     decoder, vocab, meta, encoder, device = _trained(a)
     length_norm = meta.get("length_norm", 0.0) if a.length_norm is None else a.length_norm
     if a.attention and not decoder.config.attention:
         raise ValueError("--attention needs a Show-Attend-Tell model; this checkpoint is Show and Tell (no attention)")
     _beam_fits([a.beam_size], len(vocab), a.max_len, min(16, len(a.images)), device)
-    encoder = folded(encoder.to(device).eval())
     loaded, bad = [], []
     for path in a.images:
         try:
@@ -474,28 +473,25 @@ def cmd_caption(a) -> int:
         except ImageLoadError as e:
             print(f"error: {e}", file=sys.stderr)
             bad.append(path)
-    for start in range(0, len(loaded), 16):                              # several images: one batch through both nets
-        chunk = loaded[start:start + 16]
-        with torch.no_grad():
-            feats, _ = encoder(encoder.preprocess([image for _, image in chunk]).to(device))   # (b, P, E)
-        for (path, image), c in zip(chunk, beam_search(decoder, feats, a.beam_size, a.max_len, length_norm)):
-            words = vocab.decode(c.tokens, join=False)
-            cut = "" if c.tokens and c.tokens[-1] == END else f"   [cut at --max-len {a.max_len}: no <end> yet]"
-            score = f"log p / length^{length_norm:g} = {c.score:.2f}" if length_norm else f"log p = {c.score:.2f}"
-            print(f"{path}: {vocab.text(c.tokens)}   ({score}){cut}")
-            if a.attention:
-                import matplotlib
+    captions = caption_photos(decoder, encoder, [image for _, image in loaded], a.beam_size, a.max_len, length_norm)
+    for (path, image), c in zip(loaded, captions):
+        words = vocab.decode(c.tokens, join=False)
+        cut = "" if c.tokens and c.tokens[-1] == END else f"   [cut at --max-len {a.max_len}: no <end> yet]"
+        score = f"log p / length^{length_norm:g} = {c.score:.2f}" if length_norm else f"log p = {c.score:.2f}"
+        print(f"{path}: {vocab.text(c.tokens)}   ({score}){cut}")
+        if a.attention:
+            import matplotlib
 
-                matplotlib.use("Agg")
-                import matplotlib.pyplot as plt
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
 
-                from .viz import show_attention
+            from .viz import show_attention
 
-                target = _attention_figure(a.attention, path, len(a.images) > 1)
-                fig = show_attention(image, words, c.alphas.cpu().numpy(), cols=6)
-                fig.savefig(target, dpi=80, bbox_inches="tight")
-                plt.close(fig)
-                print(f"  attention per word: {target}")
+            target = _attention_figure(a.attention, path, len(a.images) > 1)
+            fig = show_attention(image, words, c.alphas.cpu().numpy(), cols=6)
+            fig.savefig(target, dpi=80, bbox_inches="tight")
+            plt.close(fig)
+            print(f"  attention per word: {target}")
     if bad:
         print(f"{len(bad)} of {len(a.images)} images could not be read: {', '.join(map(str, bad))}", file=sys.stderr)
     return 1 if bad else 0

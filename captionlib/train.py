@@ -37,7 +37,8 @@ from .decoder import DecoderConfig, build_decoder
 from .utils import RunLock, atomic_save, load_checkpoint, pick_device
 from .vocab import Vocab, tokenize
 
-__all__ = ["TrainConfig", "train_step", "teacher_forcing_prob", "sampling_prob", "penalty_weight", "Trainer", "export_model", "load_model", "caption_all",
+__all__ = ["TrainConfig", "train_step", "teacher_forcing_prob", "sampling_prob", "penalty_weight", "Trainer", "export_model",
+           "load_model", "load_captioner", "caption_photos", "caption_all",
            "score_captions", "evaluate_bleu"]
 
 
@@ -819,3 +820,34 @@ def load_model(path: str | Path, device: str = "auto"):
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit the decoder described in the checkpoint: {e}") from e
     return decoder.to(pick_device(device)).eval(), vocab, s
+
+
+def load_captioner(path: str | Path, device: str = "auto"):
+    """Everything needed to caption photos with a checkpoint: (decoder, vocab, state, encoder), the encoder rebuilt
+    from the checkpoint's metadata (its fine-tuned blocks too), in eval mode on the decoder's device."""
+    from .finetune import load_encoder
+
+    decoder, vocab, state = load_model(path, device)
+    meta = state.get("meta", {})
+    encoder = load_encoder(state, meta.get("backbone", "efficientnet-lite0"), meta.get("grid"))
+    if decoder.config.encoder_dim != encoder.dim:
+        raise ValueError(f"{path}: its decoder reads {decoder.config.encoder_dim}-channel features, but its backbone "
+                         f"{encoder.name!r} gives {encoder.dim}: the checkpoint's metadata is wrong or from another model")
+    return decoder, vocab, state, encoder.to(next(decoder.parameters()).device).eval()
+
+
+@torch.no_grad()
+def caption_photos(decoder, encoder, images: list, beam_size: int = 3, max_len: int = 20, length_norm: float = 0.0,
+                   return_all: bool = False) -> list:
+    """Captions of PIL images, exactly as `captionlib caption` writes them: the encoder's preprocessing, its batch
+    norms folded into its convolutions, beam search ranking finished captions by log p / length**length_norm (pass
+    the checkpoint's, state["meta"]["length_norm"]). Returns one beam.Caption per image (with alphas)."""
+    from .encoder import folded
+
+    device = next(decoder.parameters()).device
+    encoder = folded(encoder.to(device).eval())
+    out = []
+    for start in range(0, len(images), 16):                                # one batch through both networks
+        feats, _ = encoder(encoder.preprocess(list(images[start:start + 16])).to(device))   # (b, P, E)
+        out += beam_search(decoder, feats, beam_size, max_len, length_norm, return_all)
+    return out

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["upsample_attention", "cjk_font", "show_attention", "plot_history", "draw_beam_tree"]
+__all__ = ["upsample_attention", "cjk_font", "show_attention", "attention_png", "plot_history", "draw_beam_tree"]
 
 
 def upsample_attention(alpha, size: int) -> np.ndarray:
@@ -92,6 +92,21 @@ def show_attention(image: Image.Image, words: list, alphas, cols: int = 5, size:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01)
         bar.set_label("α per region (upsampled)", fontsize=8)
     return fig
+
+
+def attention_png(image: Image.Image, words: list, alphas, cols: int = 6, dpi: int = 72) -> bytes:
+    """`show_attention` drawn completely, off screen, to PNG bytes, and the figure closed: what a widget callback
+    (lesson 09's upload) displays. A figure left to the notebook's inline backend inside an `Output` widget is
+    drawn when the backend next flushes, not when the callback shows it; PNG bytes are the finished picture."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = show_attention(image, words, alphas, cols=cols)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def plot_history(history: dict, title: str = ""):
