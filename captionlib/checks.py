@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["MISSING", "Mistake", "Result", "describe_difference", "shape_story", "explain_exception", "grad_reaches",
+__all__ = ["MISSING", "LAST", "Mistake", "Part", "Result", "same_form", "describe_difference", "shape_story", "explain_exception", "grad_reaches",
            "ungraded_parameters", "tiny_example",
            "check", "checked", "is_reference"]
 
@@ -40,12 +40,22 @@ class Mistake:
     impl: Callable                 # a function with the exercise's signature that makes it
 
 
+@dataclass(frozen=True)
+class Part:
+    """A part of an exercise that earns points on its own (captionlib.grading): a verdict whose diagnosis names
+    it (`says`, a regular expression matched against each clause of the diagnosis) loses its points only."""
+    name: str
+    points: int
+    says: str
+
+
 @dataclass
 class Result:
     name: str
     status: str                    # DONE, NOT_DONE or WRONG
     message: str
     diagnosis: str | None = None   # the matched Mistake's diagnosis, when one matched
+    form: bool | None = None       # the outputs had the reference's types and shapes on every input (None: no outputs)
 
     @property
     def passed(self) -> bool:
@@ -61,6 +71,27 @@ def _as_array(x) -> np.ndarray | None:
     if isinstance(x, np.ndarray):
         return x
     return None
+
+
+def same_form(expected, got) -> bool:
+    """Whether `got` has `expected`'s form: tensors of the same shape, containers of the same kind and length (item
+    by item), numbers where numbers are expected. The values may differ: this is what partial credit calls
+    "the output's type and shape" (captionlib.grading)."""
+    ea, ga = _as_array(expected), _as_array(got)
+    if ea is not None or ga is not None:
+        return ea is not None and ga is not None and ea.shape == ga.shape
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and set(expected) == set(got) and all(same_form(expected[k], got[k]) for k in expected)
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(got, (list, tuple)):
+            return False
+        scalar = lambda v: isinstance(v, (int, float, str)) and not isinstance(v, bool)   # noqa: E731
+        if expected and got and all(map(scalar, expected)):      # words or indices: how many is a value, not a form
+            return all(scalar(g) and isinstance(g, str) == isinstance(expected[0], str) for g in got)
+        return len(expected) == len(got) and all(same_form(e, g) for e, g in zip(expected, got))
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return isinstance(got, (int, float)) and not isinstance(got, bool)
+    return type(expected) is type(got)
 
 
 def _contract(expected, got, where: str) -> str | None:
@@ -424,12 +455,12 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
                 return Result(name, WRONG, f"{said}: {meaning}", diagnosis=meaning)
             return Result(name, WRONG, f"{said}\n   {general}" if general else said, diagnosis=general)
         outputs.append(got)
-    expected = []
+    expected, mutated_wrong = [], None
     for k, args in enumerate(cases):
         raw, allowed = _changed(seen(reference), args)
         expected.append(normalize(raw))
         wrong = sorted(mutated[k] - allowed)
-        if wrong:     # the caller's tensors change behind its back: a bug even when the output is right
+        if wrong and mutated_wrong is None:     # the caller's tensors change behind its back: a bug even when the output is right
             names = ", ".join(f"`{_arg_names(reference, len(args))[j]}`" for j in wrong)
             if any(isinstance(args[j], (list, tuple)) and not torch.is_tensor(args[j]) for j in wrong):
                 d = (f"your function changes its input {names} in place (a list method such as .pop, .insert, .append, "
@@ -438,7 +469,19 @@ def check(name: str, fn: Callable, reference: Callable, cases: Sequence[tuple], 
             else:
                 d = (f"your function changes its input {names} in place (an in-place op such as `+=`, `.add_()` or "
                      f"`x[...] = ...` on it): the caller's data changes too. Work on a new tensor (e.g. `x = x + 1`, `x.clone()`)")
-            return Result(name, WRONG, d, diagnosis=d)
+            mutated_wrong = d
+    form = all(same_form(e, g) for e, g in zip(expected, outputs))
+    result = _verdict(name, cases, expected, outputs, mutated_wrong, mistakes, hints, normalize, atol, rtol, properties,
+                      notes, probes, recipe, axes, seen, fn)
+    result.form = form
+    return result
+
+
+def _verdict(name, cases, expected, outputs, mutated_wrong, mistakes, hints, normalize, atol, rtol, properties, notes,
+             probes, recipe, axes, seen, fn) -> Result:
+    """check()'s verdict once both functions have run on every case."""
+    if mutated_wrong:
+        return Result(name, WRONG, mutated_wrong, diagnosis=mutated_wrong)
     problems = [(k, describe_difference(e, g, atol, rtol, axes=axes)) for k, (e, g) in enumerate(zip(expected, outputs))]
     problems = [(k, p) for k, p in problems if p]
     if not problems:
@@ -505,6 +548,11 @@ def _recipe_step(recipe: dict, generic: str) -> str | None:
 
 
 LEARNER = "_captionlib_learner"   # on a stand-in: the learner's function it stands in for
+STAND_IN = "_captionlib_stand_in"  # on a stand-in: True (the course's own way to go on, not the learner's choice)
+
+# The last verdict of each exercise checked in this process: {name: (Result, the learner's function or None, the
+# reference)}. captionlib.grading turns it into points.
+LAST: dict = {}
 
 
 MISSING = _MISSING = object()   # a check called with no function looks the exercise up in the notebook
@@ -548,9 +596,11 @@ def checked(name: str, fn: Callable = _MISSING, reference: Callable | None = Non
                                           "first (after a kernel restart, run the cells from the top: Run > Run All "
                                           "Above Selected Cell). The notebook continues with the reference implementation.")))
         learner = None
+        LAST[name] = (Result(name, NOT_DONE, f"there is no `{name}` in this notebook"), None, reference)
     else:
         learner = getattr(fn, LEARNER, fn)
         result = check(name, learner, reference, cases, **kwargs)
+        LAST[name] = (result, learner, reference)
         print(_say(result))
         if result.passed:
             return learner
@@ -562,6 +612,7 @@ def checked(name: str, fn: Callable = _MISSING, reference: Callable | None = Non
     def stand_in(*args, **kw):
         return reference(*args, **kw)
 
+    setattr(stand_in, STAND_IN, True)
     if learner is not None:
         setattr(stand_in, LEARNER, learner)
     return stand_in

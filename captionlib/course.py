@@ -1,7 +1,8 @@
 """Course tooling: student notebooks generated from the solutions, the learner's own copies, re-running lessons.
 
-    python -m captionlib.course build              # solutions/ -> lessons/ (student copies)
-    python -m captionlib.course check              # exit 1 if lessons/ is stale
+    python -m captionlib.course build              # solutions/ -> lessons/ (student copies) and graded/ (nbgrader)
+    python -m captionlib.course check              # exit 1 if lessons/ or graded/ is stale
+    python -m captionlib.course nbgrader [OUT]     # solutions/ -> an nbgrader course folder (default graded/)
     python -m captionlib.course workspace          # lessons/ -> work/, the learner's copies (make lab does it)
     python -m captionlib.course run [-p NAME VALUE]... [--out DIR] [NOTEBOOK...]
         e.g. -p dataset flickr8k -p root ../shared/datasets/flickr8k (a relative root or checkpoint is taken
@@ -38,10 +39,13 @@ from pathlib import Path
 
 import nbformat
 
+from .grading import stale_course, write_course
+
 __all__ = ["REPOSITORY", "RENAMED", "bootstrap_source", "colab_url", "student_source", "student_notebook", "build", "stale",
            "workspace", "run"]
 
 REPO = Path(__file__).resolve().parents[1]
+GRADED = REPO / "graded"                # the nbgrader course folder, generated from solutions/ like lessons/
 # The course's public repository and branch: what Colab clones, what the badges open. Stated here only.
 REPOSITORY, BRANCH = "https://github.com/captionlib/captionlib", "main"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -311,9 +315,11 @@ def run(notebooks: list[Path], parameters: dict, out: Path, kernel: str = "pytho
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m captionlib.course", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="generate lessons/ from solutions/")
+    b = sub.add_parser("build", help="generate lessons/ and graded/ from solutions/")
     b.add_argument("--force", action="store_true", help="also overwrite lessons whose exercise cells were filled in")
-    sub.add_parser("check", help="fail if lessons/ is stale")
+    sub.add_parser("check", help="fail if lessons/ or graded/ is stale")
+    g = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/<lesson>/<lesson>.ipynb, nbgrader_config.py)")
+    g.add_argument("out", nargs="?", type=Path, default=GRADED, help="the course folder (default: graded/)")
     sub.add_parser("workspace", help="copy the lessons you do not have yet into work/ (your own copies; never overwritten)")
     r = sub.add_parser("run", help="re-run notebooks with papermill")
     r.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in solutions/")
@@ -323,12 +329,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "build":
         written = build(force=args.force)
         print("\n".join(f"wrote lessons/{n}" for n in written) or "lessons/ already up to date")
+        graded = write_course(GRADED)
+        print("\n".join(f"wrote graded/{n}" for n in graded) or "graded/ already up to date")
         return 0
     if args.cmd == "check":
         problems = stale()
         for n in problems:
             print(f"stale: lessons/{n}; run `python -m captionlib.course build` (it never overwrites filled-in exercises)")
+        for n in stale_course(GRADED):
+            print(f"stale: graded/{n}; run `python -m captionlib.course build`")
+            problems.append(n)
         return 1 if problems else 0
+    if args.cmd == "nbgrader":
+        written = write_course(args.out)
+        print("\n".join(f"wrote {args.out / n}" for n in written) or f"{args.out}/ already up to date")
+        print(f"next: cd {args.out} && nbgrader generate_assignment 02_lstm_equations   (README: Teaching a graded class)")
+        return 0
     if args.cmd == "workspace":
         copied = workspace()
         print("\n".join(f"work/{n}: your copy of lessons/{n}" for n in copied) or "work/ has every lesson")

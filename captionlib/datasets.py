@@ -1,6 +1,6 @@
 """Real datasets: Flickr8k, Flickr30k and MS-COCO, in the formats they are distributed in.
 
-Lesson 08 uses it; `captionlib prepare` checks a folder with it. Each loader returns the same
+Lesson 09 uses it; `captionlib prepare` checks a folder with it. Each loader returns the same
 `CaptionSplit` as the embedded `shapes` dataset, so features, training and evaluation do not care
 where the images came from. Supported caption files, looked for in this order:
 

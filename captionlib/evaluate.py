@@ -16,7 +16,7 @@ Lessons 04 and 07 use it.
 * **Hallucination (CHAIR).** Rohrbach et al. 2018, "Object Hallucination in Image Captioning":
   of the objects a caption names, how many are not in the image (CHAIR_i), and how many captions
   name at least one such object (CHAIR_s). On shapes an object is a (colour, shape) pair and the
-  scene says exactly what is there, so it needs no synonym lists. Lesson 08 uses it to show what
+  scene says exactly what is there, so it needs no synonym lists. Lesson 09 uses it to show what
   BLEU misses.
 
 Shapes: L caption length, P regions (g*g).

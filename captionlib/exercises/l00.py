@@ -3,10 +3,22 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 from ..vocab import SPECIALS, tokenize
 
-__all__ = ["build_vocab", "encode", "decode", "check_build_vocab", "check_encode", "check_decode"]
+__all__ = ["PARTS", "build_vocab", "encode", "decode", "check_build_vocab", "check_encode", "check_decode"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "build_vocab": [Part("the special tokens first", 1, r"special tokens"),
+                    Part("the words counted (tokenize, min_freq)", 2, r"min_freq|tokeniz|letters outside|count every"),
+                    Part("the order (count, then a-z)", 1, r"the order is|ties|first-seen|sorted a-z|sort by count")],
+    "encode": [Part("<start> and <end>", 1, r"<start>|<end>"),
+               Part("unknown words as <unk>", 1, r"unknown|<unk>|not in the vocabulary"),
+               Part("tokenize first", 1, r"tokeniz")],
+    "decode": [Part("stopping at the first <end>", 2, r"stop|<end>|walk the ids"),
+               Part("skipping <start> and <pad>", 1, r"<start>|<pad>"),
+               Part("the words joined", 1, r"join")],
+}
 
 
 # ------------------------------------------------------------------ references

@@ -8,9 +8,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 
-__all__ = ["to_regions", "pool", "preprocess", "check_to_regions", "check_pool", "check_preprocess"]
+__all__ = ["PARTS", "to_regions", "pool", "preprocess", "check_to_regions", "check_pool", "check_preprocess"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "preprocess": [Part("resizing", 1, r"resiz|BICUBIC|BILINEAR"),
+                   Part("scaling to [0, 1]", 1, r"255|\[0, 1\]"),
+                   Part("the channel axis first", 1, r"channels|permute|reshape|height and width|grayscale"),
+                   Part("ImageNet normalisation", 1, r"normalis|mean|std")],
+    "to_regions": [Part("the order of the regions", 2, r"scrambled|column-major|row \* w")],
+    "pool": [Part("the axis pooled", 1, r"dim=|over the batch|feature dimension|B axis"),
+             Part("'avg'", 1, r"avg|average|divide by P"),
+             Part("'max'", 1, r"'max'|max\b|\.values")],
+}
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

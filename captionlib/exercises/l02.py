@@ -8,10 +8,20 @@ import re
 
 import torch
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 from ..lstm import lstm_step, lstm_unroll
 
-__all__ = ["lstm_step", "lstm_unroll", "check_lstm_step", "check_lstm_unroll"]
+__all__ = ["PARTS", "lstm_step", "lstm_unroll", "check_lstm_step", "check_lstm_unroll"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "lstm_step": [Part("the hidden state h", 1, r"\bh (is|has|must)|h = o|\(c, h\)"),
+                  Part("the cell update c", 1, r"\bc must|c = f|c_prev|scale the wrong terms"),
+                  Part("the gates", 2, r"gate|candidate|bias|transpose the weights|chunk")],
+    "lstm_unroll": [Part("the state carried across steps", 2, r"carried|detached|backpropagation"),
+                    Part("the steps in order, one per input", 1, r"backwards|steps for T|over the batch|per step"),
+                    Part("collecting h", 1, r"hs (collects|is shifted|is a Python)|collect h|stack"),
+                    Part("the final state", 1, r"final state")],
+}
 
 
 STEP_AXES = {"x": "BM", "h": "BH", "c": "BH", "weight_ih": ("4H", "M"), "weight_hh": ("4H", "H"), "bias_ih": ("4H",),

@@ -9,11 +9,26 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..checks import MISSING, Mistake, checked, ungraded_parameters
+from ..checks import MISSING, Mistake, Part, checked, ungraded_parameters
 from ..decoder import DecoderConfig, build_decoder
 
-__all__ = ["shift_captions", "masked_loss", "teacher_forced_logits", "train_step", "check_shift_captions",
+__all__ = ["PARTS", "shift_captions", "masked_loss", "teacher_forced_logits", "train_step", "check_shift_captions",
            "check_masked_loss", "check_teacher_forced_logits", "check_train_step"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "shift_captions": [Part("the inputs", 1, r"\binputs\b"), Part("the targets", 1, r"\btargets\b")],
+    "masked_loss": [Part("the average over real tokens", 1, r"averaged|divided|divide by|summed|per caption|mean is"),
+                    Part("the mask", 2, r"<pad>|pad index|pad_idx|mask them"),
+                    Part("log-softmax over the words", 1, r"log_softmax|softmax runs|nan")],
+    "teacher_forced_logits": [Part("raw logits, with gradients", 1, r"probabilities|raw logits|gradient"),
+                              Part("the true word as input", 1, r"fed its own|inputs are shifted|true word"),
+                              Part("the state carried", 1, r"state"),
+                              Part("T-1 steps along dim 1", 1, r"steps for captions|T-1 steps|time-major|stack")],
+    "train_step": [Part("clipping", 1, r"clipped|clip_grad_norm"),
+                   Part("training mode", 1, r"eval mode|decoder\.train"),
+                   Part("the loss", 1, r"loss compares|<pad>|loss returned|loss\.item|Python float"),
+                   Part("the update (zero_grad, backward, step)", 2, r"zero_grad|optimizer|step\(\)|did not move|never move|backward")],
+}
 
 
 def shift_captions(captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import MISSING, Mistake, checked, grad_reaches
+from ..checks import MISSING, Mistake, Part, checked, grad_reaches
 from ..decoder import DecoderConfig, build_decoder
 
-__all__ = ["attend", "attention_step", "check_attend", "check_attention_step"]
+__all__ = ["PARTS", "attend", "attention_step", "check_attend", "check_attention_step"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "attend": [Part("the context", 1, r"context|averaged|Σ_p|convex"),
+               Part("the softmax over the P regions", 1, r"softmax|sums? to 1|over the batch"),
+               Part("the scores e = w · tanh(...)", 2, r"tanh|nonlinearity")],
+    "attention_step": [Part("the context", 1, r"context is the mean|attention-weighted sum"),
+                       Part("the LSTM's input and state", 1, r"concatenated|LSTM cell gets no state|LSTM's input|returned state"),
+                       Part("the logits", 1, r"logits|dropout is not applied|output layer"),
+                       Part("the gate β", 2, r"β|gate")],
+}
 
 
 def attend(features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor, W_h: torch.Tensor, w: torch.Tensor):

@@ -17,10 +17,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import MISSING, Mistake, checked, grad_reaches
+from ..checks import MISSING, Mistake, Part, checked, grad_reaches
 from ..decoder import scheduled_input
 
-__all__ = ["scheduled_input", "check_scheduled_input", "greedy_decode", "check_greedy_decode", "Scripted"]
+__all__ = ["PARTS", "scheduled_input", "check_scheduled_input", "greedy_decode", "check_greedy_decode", "Scripted"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "scheduled_input": [Part("reproducible draws", 1, r"generator|other order|draws"),
+                        Part("the time step", 1, r"wrong time step|steps 0\.\.t-1|holds the steps"),
+                        Part("one coin per caption", 1, r"coin|probability is inverted"),
+                        Part("sampling the model's word", 1, r"same word|multinomial needs|expected embedding|sample it")],
+    "greedy_decode": [Part("<start> and <pad> never chosen", 1, r"<start> or <pad>|-inf|PAD, START|picks rows"),
+                      Part("the captions' tokens", 1, r"start with <start>|Python int"),
+                      Part("feeding back the chosen word and the state", 1, r"feed back|reads <start>|state each step|argmax ran"),
+                      Part("stopping", 2, r"<end>|stop|never ends|finished|keeps growing|max_len|batch of one")],
+}
 
 
 def _variant(own_step=lambda t: t - 1, true_step=lambda t: t, use_own=lambda u, p: u < p, soft=False,

@@ -13,10 +13,22 @@ import math
 
 import torch
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 
-__all__ = ["beam_step", "collect_finished", "first_scores", "check_beam_step", "check_collect_finished",
+__all__ = ["PARTS", "beam_step", "collect_finished", "first_scores", "check_beam_step", "check_collect_finished",
            "check_first_scores", "END"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "beam_step": [Part("the ranking over all K*V continuations", 2,
+                       r"accumulated|own score|lowest|first beam|per beam|compete|multiplied|topk"),
+                  Part("the back-pointers", 2, r"back-pointers|parent|the word is|integer indices|floor division")],
+    "collect_finished": [Part("finished ones leave the beam", 1, r"leave the beam|keep expanding"),
+                         Part("the earlier finished ones kept", 1, r"finished at earlier|finished list|in place"),
+                         Part("length normalisation", 2, r"length|len\(|complex")],
+    "first_scores": [Part("the live one at 0", 1, r"starts at 1"),
+                     Part("the others dead (-inf)", 1, r"-1e\+09"),
+                     Part("one live copy per image", 2, r"copies|copy|live|row")],
+}
 
 END = 2  # captionlib.vocab: <pad> 0, <start> 1, <end> 2
 

@@ -9,10 +9,20 @@ import math
 from collections import Counter
 
 from ..bleu import closest_ref_length, clipped_counts, corpus_bleu, ngrams, sentence_bleu
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 
-__all__ = ["clipped_matches", "brevity_penalty", "corpus_bleu", "check_clipped_matches", "check_brevity_penalty",
+__all__ = ["PARTS", "clipped_matches", "brevity_penalty", "corpus_bleu", "check_clipped_matches", "check_brevity_penalty",
            "check_corpus_bleu"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "clipped_matches": [Part("counting the n-grams", 2, r"as a set|window|shorter than n|Counter"),
+                        Part("clipping", 2, r"clip")],
+    "brevity_penalty": [Part("the formula", 2, r"exp\(1|inverted|longer than r|division"),
+                        Part("the closest reference length", 2, r"closest|shortest|longest|tie|equally close|mean")],
+    "corpus_bleu": [Part("the brevity penalty", 1, r"brevity penalty is|no brevity penalty:|there is no brevity|closest to each|penalty is inverted"),
+                    Part("pooling over the corpus", 2, r"average of sentence|per sentence|adds up"),
+                    Part("the precisions and their mean", 2, r"clipped|geometric|arithmetic|log|max_n|orders|p1")],
+}
 
 
 clipped_matches = clipped_counts   # the exercise is captionlib.bleu's own clipped count

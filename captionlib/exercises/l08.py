@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 from ..scst import reinforce_loss
 
-__all__ = ["scst_loss", "check_scst_loss"]
+__all__ = ["PARTS", "scst_loss", "check_scst_loss"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "scst_loss": [Part("the gradient reaches log p", 1, r"no gradient reaches"),
+                  Part("the sign and the baseline", 2, r"sign|baseline|advantage"),
+                  Part("the mask and the means", 2, r"<pad>|mask|averaged over the words|summed over captions|mean over captions")],
+}
 
 
 scst_loss = reinforce_loss      # the exercise is captionlib.scst's own loss

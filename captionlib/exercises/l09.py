@@ -8,10 +8,16 @@ the very same references.
 """
 from __future__ import annotations
 
-from ..checks import MISSING, Mistake, checked
+from ..checks import MISSING, Mistake, Part, checked
 from ..evaluate import leave_one_out
 
-__all__ = ["leave_one_out", "check_leave_one_out", "word_precision"]
+__all__ = ["PARTS", "leave_one_out", "check_leave_one_out", "word_precision"]
+
+PARTS = {   # the points of each exercise's parts (captionlib.grading); a diagnosis naming a part loses its points
+    "leave_one_out": [Part("one corpus score per round", 1, r"scored alone|corpus"),
+                      Part("which references each round keeps", 2, r"every reference is used|k-th IMAGE|keeps only|in place|K is"),
+                      Part("the K rounds and their mean", 2, r"round|divide|maximum|K - 1")],
+}
 
 
 def word_precision(references: list, hypotheses: list) -> float:
