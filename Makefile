@@ -10,6 +10,8 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 # server extensions; instructors run nbgrader in a terminal), nor language servers that are not installed.
 SERVER_CONFIG := $(VENV)/etc/jupyter/jupyter_server_config.d/zz-captionlib.json
 PAGE_CONFIG := $(VENV)/etc/jupyter/labconfig/page_config.json
+# Kernels log only errors to the terminal (each one would say it runs "over TCP without encryption", on localhost).
+KERNEL_CONFIG := $(VENV)/etc/ipython/ipython_kernel_config.json
 # Only what a learner needs in the terminal: warnings, errors, and the address to open.
 LAB_QUIET := --ServerApp.log_level=WARN --LabApp.log_level=WARN
 # Extra pip arguments, e.g. a CPU-only torch (much smaller download) when you have internet:
@@ -36,6 +38,10 @@ $(PAGE_CONFIG): captionlib/assets/jupyterlab-page-config.json $(STAMP)
 	@mkdir -p $(dir $@)
 	@cp $< $@
 
+$(KERNEL_CONFIG): captionlib/assets/ipython-kernel-config.json $(STAMP)
+	@mkdir -p $(dir $@)
+	@cp $< $@
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -45,12 +51,12 @@ $(STAMP): pyproject.toml
 
 # Your work lives in work/: your own copies of the lessons, made the first time (new lessons are added
 # later, yours are never overwritten); work/ is outside git, so updating the course cannot touch it.
-lab: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG)
+lab: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG) $(KERNEL_CONFIG)
 	$(PY) -m captionlib.course workspace
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/jupyter lab --notebook-dir=work $(LAB_QUIET) $(ROOT_ARGS) $(LAB_ARGS)
 
 # Unit tests, then every notebook in lessons/ and solutions/ under nbval (one pytest run).
-test: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG)
+test: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG) $(KERNEL_CONFIG)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest tests lessons solutions --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider $(PYTEST_ARGS)
 
 lessons: install

@@ -1,7 +1,9 @@
 """`make lab`'s terminal (issue 34): JupyterLab started as the Makefile starts it says only what a learner needs,
 the address to open, with no grading tools (nbgrader comes with the test extra) and no language-server noise."""
+import json
 import os
 import re
+import urllib.request
 import socket
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [Path(sys.prefix) / "etc/jupyter/jupyter_server_config.d/zz-captionlib.json",
-           Path(sys.prefix) / "etc/jupyter/labconfig/page_config.json"]
+           Path(sys.prefix) / "etc/jupyter/labconfig/page_config.json",
+           Path(sys.prefix) / "etc/ipython/ipython_kernel_config.json"]
 
 
 def _makefile(name: str) -> str:
@@ -25,10 +28,11 @@ def test_the_configs_make_installs_are_the_course_assets():
     import json
 
     assert CONFIGS[0].read_text() == (REPO / "captionlib/assets/jupyter-server-config.json").read_text()
+    assert CONFIGS[2].read_text() == (REPO / "captionlib/assets/ipython-kernel-config.json").read_text()
     assert json.loads(CONFIGS[1].read_text())["disabledExtensions"]["@jupyter/nbgrader"] is True   # JupyterLab adds keys
 
 
-def test_lab_prints_only_the_address(tmp_path):
+def test_lab_and_its_kernels_print_only_the_address(tmp_path):
     if not all(p.exists() for p in CONFIGS):
         pytest.skip("not installed by make (make lab / make test copy them into the virtual environment)")
     with socket.socket() as s:
@@ -44,7 +48,12 @@ def test_lab_prints_only_the_address(tmp_path):
             deadline = time.time() + 120
             while "copy and paste one of these URLs" not in log.read_text() and time.time() < deadline:
                 time.sleep(0.5)
-            time.sleep(3)                                     # what extensions log after the address
+            token = re.search(r"token=(\w+)", log.read_text()).group(1)
+            api = f"http://127.0.0.1:{port}/api/kernels"
+            start = urllib.request.Request(f"{api}?token={token}", data=b'{"name": "python3"}', method="POST",
+                                           headers={"Content-Type": "application/json"})
+            json.load(urllib.request.urlopen(start))
+            time.sleep(10)                                    # the kernel starts (nbval runs kernels with this config)
         finally:
             lab.terminate()
             lab.wait(30)
@@ -53,3 +62,4 @@ def test_lab_prints_only_the_address(tmp_path):
     assert "copy and paste one of these URLs" in text, text
     assert re.findall(r"^\[[IWE] ", before_stop, re.M) == [], before_stop
     assert "nbgrader" not in before_stop.lower() and "Skipped non-installed" not in before_stop
+    assert "IPKernelApp" not in before_stop, before_stop                 # e.g. "Kernel is running over TCP ..."
