@@ -7,7 +7,8 @@ The course's notation, one table for every lesson, docstring and shape comment (
     V  vocabulary size                P  image regions (h*w of the CNN feature map, 49 = 7x7)
     E  encoder feature dim (1280)     M  word embedding dim
     H  LSTM hidden dim                A  attention dim
-    S  image side in pixels           K  beam size (also: references per image, in evaluation)
+    S  image side in pixels           K  captions per image: the beam's, the references, the samples (08)
+    N  updates in a training run (scheduled sampling, lesson 05)
 
     Symbols
     a_p      region p's feature vector (E,)            v      the pooled image vector (E,)
@@ -19,12 +20,13 @@ The course's notation, one table for every lesson, docstring and shape comment (
     e_tp, α_tp   attention score and weight of region p at step t;  z_t the context Σ_p α_tp a_p (E,)
     β_t      the gate on the context (Xu et al.)       λ      the weight of the doubly stochastic penalty (alpha_c)
     ε_i      the teacher-forcing probability at update i (scheduled sampling, Bengio et al.)
+    k        the inverse-sigmoid schedule's constant, in updates (lesson 05)
     γ        the length-normalisation exponent of beam search (length_norm): rank by log p / |y|^γ
     r, b     a sampled caption's reward and its baseline (self-critical training)
 
 Modules, in the order the lessons build them: vocab, shapes, data (lesson 00); images, encoder,
 features (01); lstm (02); decoder, train (03); attention (04); beam (05, 06); bleu, evaluate (07);
-cider, meteor, scst (08); viz, checks, course (all lessons). Beyond the lessons: distributed (torchrun +
+cider, meteor, scst (08); datasets (09); viz, checks, course (all lessons); grading (graded classes). Beyond the lessons: distributed (torchrun +
 DDP) and finetune (the encoder's last blocks), which `captionlib train` uses on GPUs and several machines.
 """
 import os

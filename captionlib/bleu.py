@@ -187,14 +187,47 @@ def ptb_tokenize(captions: dict) -> dict:
     return out
 
 
-def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: str = "words") -> dict[str, float]:
+def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str], tokenizer: str = "words",
+                 cache: bool = True) -> dict[str, float]:
     """pycocoevalcap's BLEU-1..4, METEOR, ROUGE-L and CIDEr on raw strings.
 
     METEOR and the PTB tokenizer run on Java. Without Java this raises a RuntimeError saying so;
     use `bleu_scores` (pure Python) instead. tokenizer: for a language written without spaces ("jieba",
     "chars"), the captions are cut with captionlib's tokenizer and handed over space-joined (the PTB tokenizer is
     English's), and METEOR is left out: its stems, synonyms and paraphrases are English resources.
+    cache: the scorers are deterministic, so a result is kept under data/cache/metrics/, keyed by the captions, the
+    tokenizer and pycocoevalcap's version; the same question asked again (a re-run cell) is answered from there
+    instead of starting Java again.
     """
+    if not cache:
+        return _coco_metrics(references, hypotheses, tokenizer)
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .utils import atomic_write, data_root
+
+    try:
+        scorer = version("pycocoevalcap")
+    except PackageNotFoundError:
+        scorer = "unknown"
+    key = hashlib.sha256(json.dumps([[list(r) for r in references], [h if isinstance(h, str) else list(h) for h in hypotheses],
+                                     tokenizer, scorer], ensure_ascii=False).encode()).hexdigest()[:24]
+    path = data_root() / "cache" / "metrics" / f"coco-{key}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):                  # unreadable: computed again, and rewritten
+            pass
+    out = _coco_metrics(references, hypotheses, tokenizer)
+    try:
+        atomic_write(path, lambda f: f.write(json.dumps(out).encode()))
+    except OSError:                                    # a read-only data folder: the result is still returned
+        pass
+    return out
+
+
+def _coco_metrics(references, hypotheses, tokenizer: str) -> dict[str, float]:
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge

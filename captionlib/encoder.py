@@ -14,7 +14,7 @@ preprocessing as a torchvision transform.
 Which layer? Xu et al. take VGG's conv5_4, a 14x14 map at output stride 16, not the last layer.
 Every backbone here can stop there too ("efficientnet-lite0-s16": E = 112, 14x14; "resnet50-s16":
 layer3, E = 1024). Those regions see less of the image around them, so attention can single out
-an object (lesson 09 measures it); the last layer's 7x7 regions carry more meaning but each one
+an object (lesson 09's exercise 2 measures it); the last layer's 7x7 regions carry more meaning but each one
 mixes in most of the image.
 
 Shapes: B batch, P regions (h*w), E encoder dim, S image side.

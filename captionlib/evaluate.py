@@ -1,10 +1,11 @@
-"""Evaluating a captioner beyond one number: the dataset's own BLEU ceiling, and where attention looks.
+"""Evaluating a captioner beyond one number: the people's score on the same references, and where attention looks.
 
-Lessons 04 and 07 use it.
+Lessons 04, 07 and 09 use it.
 
-* **Ceiling.** Score each reference caption against the other references of its image (corpus
-  BLEU, leave-one-out, averaged over which reference is left out). A model "as good as a
-  person" scores about this; with 4 references instead of 5 it is a slightly pessimistic bound.
+* **The people's score, and the model's on the same references.** Score each reference caption against the other
+  references of its image (corpus BLEU, leave-one-out, averaged over which reference is left out), and the model's
+  caption against those same references in each round (`against_humans`, `leave_one_out`). Only that pair compares:
+  a model scored against all K references has one more to match than a person scored against K - 1.
 * **Attention in box.** For each generated word that names a colour or shape present in a shapes
   scene, the attention mass that falls inside the boxes of the objects it can name. Uniform
   attention would put mass equal to the boxes' share of the image there, so we report both.
@@ -32,7 +33,7 @@ from .vocab import tokenize
 __all__ = ["reference_ceiling", "leave_one_out", "against_humans", "score_beams", "PUBLISHED", "WORD_CLASSES", "unsupported_mentions", "region_box_overlap", "attention_in_box",
            "object_mentions", "hallucination"]
 
-# Published test scores to compare with, same metrics (pycocoevalcap): Xu et al. 2015, Table 1.
+# Published test scores to compare with: Xu et al. 2015, Table 1 (their BLEU is defined without the brevity penalty).
 PUBLISHED = {
     "flickr8k": {
         "Xu et al. 2015, soft attention": {"BLEU-1": 0.670, "BLEU-2": 0.448, "BLEU-3": 0.299, "BLEU-4": 0.195, "METEOR": 0.1893},
