@@ -56,11 +56,11 @@ lab: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG) $(KERNEL_CONFIG)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/jupyter lab --notebook-dir=work $(LAB_QUIET) $(ROOT_ARGS) $(LAB_ARGS)
 
 # Every notebook in lessons/ and solutions/ under nbval, and the unit tests, in one pytest run on TEST_WORKERS
-# processes (pytest-xdist): a lesson's two notebooks and each test file stay on one worker (conftest.py).
+# processes (pytest-xdist): each notebook and each test file runs whole on one worker (conftest.py).
 TEST_WORKERS ?= 2
 test: install $(LAB_SETTINGS) $(SERVER_CONFIG) $(PAGE_CONFIG) $(KERNEL_CONFIG)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest lessons solutions tests --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider \
-	    -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	    -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lessons: install
 	$(PY) -m captionlib.course build

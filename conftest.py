@@ -5,26 +5,16 @@ kernel says the cell finished. On a loaded 2-core machine the messages of a cell
 bars can take longer than that to arrive, and the cell fails with "Timeout of 5 seconds exceeded waiting for
 output" although it ran fine. The cell's own time limit stays `--nbval-cell-timeout` (Makefile).
 
-With pytest-xdist (`make test` runs two workers, `--dist loadgroup`) the items of one file stay together on one
-worker: a notebook's cells share one kernel, and a test module's fixtures are built once. lessons/NN and
-solutions/NN join one group, so the student copy runs first and the solution then reuses what it cached (features,
-trained models), as a learner's second run would.
+With pytest-xdist (`make test` runs two workers, `--dist loadfile`) the items of one file stay together on one
+worker: a notebook's cells share one kernel, and a test module's fixtures are built once. The two workers share one
+data folder (tests/conftest.py sets CAPTIONLIB_DATA before they start): when lessons/NN and solutions/NN run at once,
+the second waits for the features and models the first is making, then loads them (captionlib.utils.RunLock).
+(`--dist loadgroup` would keep them on one worker, but pytest 9.2 ignores the group suffix xdist 3.8 writes.)
 """
-import re
-from pathlib import Path
-
-import pytest
-
 NBVAL_OUTPUT_TIMEOUT = 120   # seconds to wait for a finished cell's outputs
-
-
-def _group(path: Path) -> str:
-    lesson = re.match(r"(\d\d)_", path.name) if path.parent.name in ("lessons", "solutions") else None
-    return f"lesson-{lesson.group(1)}" if lesson else f"{path.parent.name}/{path.name}"
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if type(item).__name__ == "IPyNbCell":
             item.output_timeout = NBVAL_OUTPUT_TIMEOUT
-        item.add_marker(pytest.mark.xdist_group(_group(Path(str(item.fspath)))))

@@ -100,9 +100,10 @@ def teacher_forcing_prob(config: TrainConfig, update: int, updates: int) -> floa
     """ε_i of Bengio et al. (2015): the chance that update i feeds the true previous word (1: teacher forcing).
 
     It decays over training, and never below ε_min = 1 - sampling_max:
-        linear:           ε_i = max(ε_min, 1 - i / updates)              (from 1 at the start to ε_min at the end)
-        inverse_sigmoid:  ε_i = max(ε_min, k / (k + exp(i / k)))        (k in updates, k >> 1: near 1 for the first
-                                                                         ~k ln k updates, then falling fast)
+        linear:           ε_i = max(ε_min, 1 - i / updates)              (from 1, down by 1/updates per update,
+                                                                         until it meets ε_min at i = sampling_max x updates)
+        inverse_sigmoid:  ε_i = max(ε_min, k / (k + exp(i / k)))        (k in updates, k >> 1: starts at k / (k + 1),
+                                                                         falls slowly, fastest at i = k ln k, where it is 1/2)
     updates: the run's number of updates (epochs x batches)."""
     if config.sampling == "none":
         return 1.0
@@ -629,9 +630,11 @@ class Trainer:
 
     @contextlib.contextmanager
     def _lock(self):
-        """RunLock on the checkpoint; in a distributed run rank 0 holds it, and all stop if it cannot."""
+        """RunLock on the checkpoint; in a distributed run rank 0 holds it, and all stop if it cannot. A cached run
+        (`.cached()`) waits instead of being refused: the other run trains this very model, so this one then loads it
+        (two notebooks of the course opened at once, or `make test`'s two workers)."""
         if self.world is None:
-            with RunLock(self.checkpoint):
+            with RunLock(self.checkpoint, wait=getattr(self, "_from_cache", False)):
                 yield
             return
         with contextlib.ExitStack() as stack:

@@ -165,3 +165,48 @@ def test_mirrored_split_flips_images_and_keeps_captions():
     m = mirrored(train)
     a, b = np.asarray(train.images[0]), np.asarray(m.images[0])
     assert np.array_equal(a[:, ::-1], b) and m.captions is train.captions and m.fingerprint != train.fingerprint
+
+
+_CACHED_RUN = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import test_train
+from captionlib.train import Trainer
+fit = Trainer._fit
+def slow_fit(self, *a, **kw):                     # holds the lock a while, as a real training run does
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[3]))
+    return fit(self, *a, **kw)
+Trainer._fit = slow_fit
+import torch
+steps = []
+step = torch.optim.Adam.step
+torch.optim.Adam.step = lambda self, *a, **kw: (steps.append(1), step(self, *a, **kw))[1]
+t = test_train.trainer(__import__("pathlib").Path(sys.argv[1])).cached()
+history = t.fit(progress=False)
+print("trained", len(steps), "steps", flush=True)
+print("epochs", len(history["val_bleu4"]), "weights", float(sum(p.double().sum() for p in t.decoder.parameters())), flush=True)
+"""
+
+
+def test_a_cached_run_of_a_model_another_process_is_training_waits_for_it_and_loads_it(tmp_path):
+    """Two notebooks (or make test's two workers) asking for the same cached model: the second is not refused;
+    it waits for the first, then finds the finished run and loads it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(_CACHED_RUN)
+    env = {**os.environ, "CAPTIONLIB_DATA": str(tmp_path / "data")}
+    here = str(Path(__file__).parent)
+    first = subprocess.Popen([sys.executable, str(script), str(tmp_path), here, "3"], stdout=subprocess.PIPE, text=True, env=env)
+    assert first.stdout.readline().strip() == "locked"
+    second = subprocess.run([sys.executable, str(script), str(tmp_path), here, "0"], capture_output=True, text=True,
+                            env=env, timeout=300)
+    out_first = first.communicate(timeout=300)[0]
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    assert f"waiting for process {first.pid}" in second.stdout, second.stdout
+    assert "trained 0 steps" in second.stdout and "trained 0 steps" not in out_first   # it loaded the finished run:
+    assert out_first.splitlines()[-1] == second.stdout.splitlines()[-1]                 # the same epochs and weights
