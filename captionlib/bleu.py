@@ -227,6 +227,21 @@ def coco_metrics(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
     return out
 
 
+_METEOR = None
+
+
+def _meteor():
+    """One METEOR process for this Python process. Starting it (a JVM loading its paraphrase tables) takes ~5 s, scoring
+    a few hundred captions a fraction of that; each EVAL line is scored on its own segments only, so reusing the process
+    changes no number (tests/test_bleu.py), and `against_humans` (10 calls) no longer starts Java 10 times."""
+    global _METEOR
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        _METEOR = Meteor()
+    return _METEOR
+
+
 def _coco_metrics(references, hypotheses, tokenizer: str) -> dict[str, float]:
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -248,14 +263,12 @@ def _coco_metrics(references, hypotheses, tokenizer: str) -> dict[str, float]:
     if shutil.which("java") is None:
         raise RuntimeError("pycocoevalcap's METEOR and PTB tokenizer need Java, and `java` is not on PATH. "
                            "Install a JDK (e.g. `apt install default-jre` or `conda install openjdk`), or use bleu_scores().")
-    from pycocoevalcap.meteor.meteor import Meteor
-
     gts = ptb_tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
     res = ptb_tokenize({i: [{"caption": h}] for i, h in enumerate(hypotheses)})
     out = {}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     out.update({f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)})
-    out["METEOR"] = float(Meteor().compute_score(gts, res)[0])
+    out["METEOR"] = float(_meteor().compute_score(gts, res)[0])
     out["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     out["CIDEr"] = float(Cider().compute_score(gts, res)[0])
     return out

@@ -109,6 +109,25 @@ def test_matches_pycocoevalcap_bleu_on_a_fixed_set():
     assert 0 < coco["METEOR"] < 1 and 0 < coco["ROUGE-L"] <= 1 and coco["CIDEr"] > 0
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="pycocoevalcap needs Java")
+def test_one_meteor_process_serves_every_call_and_changes_no_score():
+    """coco_metrics keeps one METEOR process (a JVM start is ~5 s): scores asked of it one after another are the
+    scores a fresh process gives each of them alone."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    from captionlib import bleu
+
+    sets = [([["a small red circle above a blue square", "a red ball over a blue box"]], ["a small red ball above a box"]),
+            ([["two green triangles", "a pair of green triangles"], ["a yellow diamond", "one yellow diamond"]],
+             ["two triangles", "a big yellow diamond"])]
+    shared = [bleu.coco_metrics(r, h, cache=False)["METEOR"] for r, h in sets]
+    assert bleu._meteor() is bleu._meteor()                       # one process, reused
+    for (r, h), score in zip(sets, shared):
+        gts = bleu.ptb_tokenize({i: [{"caption": x} for x in refs] for i, refs in enumerate(r)})
+        res = bleu.ptb_tokenize({i: [{"caption": x}] for i, x in enumerate(h)})
+        assert Meteor().compute_score(gts, res)[0] == score      # a fresh JVM, alone
+
+
 def test_coco_metrics_without_java_says_so(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="need Java"):
