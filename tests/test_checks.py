@@ -160,3 +160,17 @@ def test_an_input_changed_in_place_is_named_even_when_the_output_is_right():
         return len(into)
 
     assert check("append", appends, appends, [(3, [1, 2])]).status == DONE   # the reference changes it too: allowed
+
+
+def test_a_long_verdict_folds_between_words_and_two_inputs_read_as_both():
+    """JupyterLab's output area breaks a long line anywhere, mid-word too: the verdict is folded at word
+    boundaries first. And "correct on all 2 test inputs" reads oddly: two are "both"."""
+    from captionlib.checks import Result, _say
+
+    words = ("the gates are in the wrong order: torch.nn.LSTMCell stacks them as (i, f, g, o), not (i, f, o, g); "
+             "split the pre-activations with gates.chunk(4, dim=1) in that order and apply sigmoid to i, f and o").split()
+    said = _say(Result("lstm_step", WRONG, " ".join(words)))
+    assert all(len(line) <= 110 for line in said.splitlines()) and len(said.splitlines()) > 1
+    assert said.split() == ["❌", "lstm_step:"] + words                       # no word cut in two
+    assert "correct on both test inputs" in str(check("f", lambda x: x + 1, lambda x: x + 1, [(1,), (2,)]))
+    assert "correct on all 3 test inputs" in str(check("f", lambda x: x + 1, lambda x: x + 1, [(1,), (2,), (3,)]))
