@@ -299,7 +299,8 @@ def cmd_train(a) -> int:
     say(f"training on {len(trainer.pairs)} captions of {n_train} images, vocabulary {len(vocab)}, {where}; "
         f"{a.epochs} cross-entropy epochs" + (f" then {a.scst_epochs} self-critical" if a.scst_epochs else "")
         + f" at most (patience {a.patience})")
-    history = trainer.fit(resume=a.resume)
+    trainer.wait = getattr(a, "wait", False)
+    history = trainer.fit(resume=a.resume or trainer.wait)
     say(f"best val BLEU-4 {max(history['val_bleu4']):.4f}; checkpoint {checkpoint}; {time.time() - start:.0f} s in all")
     if world is not None:
         distributed.close()
@@ -567,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--amp", action="store_true",
                            help="mixed precision on CUDA GPUs: bfloat16 where supported, else float16 with a grad scaler")
             s.add_argument("--resume", action="store_true", help="continue the run saved in --checkpoint")
+            s.add_argument("--wait", action="store_true",
+                           help="when another run is writing --checkpoint now, wait for it, then go on from what it wrote "
+                                "(as --resume does; default: refuse, naming its process)")
             s.add_argument("--overwrite", action="store_true", help="replace an existing --checkpoint (default: refuse)")
             s.add_argument("--seed", type=COUNT, default=0)
         if name == "evaluate":

@@ -344,6 +344,7 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
         self.amp_dtype, self.scaler = self._mixed_precision()
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.wait = False        # another process writing this checkpoint: refuse (False) or wait for it (True)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history = {"train_loss": [], "val_bleu4": [], "val_bleu": [], "lr": [], "sampling_prob": [], "step_loss": [],
                         "phase": [], "scst_reward": [], "step_penalty": [], "train_penalty": [], "step_sampling": []}
@@ -598,6 +599,7 @@ class Trainer:
             h.update(json.dumps([captions[int(i)] for i in sorted(set(indices))]).encode())
         self.checkpoint = data_root() / "cache" / "models" / f"{h.hexdigest()[:20]}.pt"
         self._from_cache = True
+        self.wait = True                                   # the other run trains this very model: wait, then load it
         return self
 
     def custom_step_source(self) -> str | None:
@@ -630,11 +632,11 @@ class Trainer:
 
     @contextlib.contextmanager
     def _lock(self):
-        """RunLock on the checkpoint; in a distributed run rank 0 holds it, and all stop if it cannot. A cached run
-        (`.cached()`) waits instead of being refused: the other run trains this very model, so this one then loads it
-        (two notebooks of the course opened at once, or `make test`'s two workers)."""
+        """RunLock on the checkpoint; in a distributed run rank 0 holds it, and all stop if it cannot. With `wait`
+        (a cached run, `.cached()`, or `train --wait`) a second run waits instead of being refused, then resumes from
+        what the other one wrote: two notebooks of the course opened at once, or `make test`'s two workers."""
         if self.world is None:
-            with RunLock(self.checkpoint, wait=getattr(self, "_from_cache", False)):
+            with RunLock(self.checkpoint, wait=self.wait):
                 yield
             return
         with contextlib.ExitStack() as stack:

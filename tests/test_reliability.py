@@ -421,6 +421,24 @@ def test_two_runs_on_one_checkpoint_the_second_is_refused_and_a_killed_runs_lock
     assert not (tmp_path / "x.pt.lock").exists()
 
 
+def test_with_wait_a_second_run_waits_for_the_first_and_goes_on_from_its_checkpoint(tmp_path, capsys):
+    """`train --wait` (lesson 09 uses it: its student and solution copies may train one checkpoint at once): the second
+    run waits for the first, then resumes from what it wrote instead of being refused or training over it."""
+    first = trainer(tmp_path, epochs=2)
+    first.fit(progress=False)
+    import threading
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    (tmp_path / "ck.pt.lock").write_text(f"{holder.pid} {socket.gethostname()}")   # the first run, still writing
+    threading.Thread(target=holder.wait).start()          # reaped when it ends (a zombie would look alive)
+    second = trainer(tmp_path, epochs=2)
+    second.wait = True
+    history = second.fit(resume=True, progress=False)
+    assert f"waiting for process {holder.pid}" in capsys.readouterr().out
+    assert len(history["val_bleu4"]) == 2 and not (tmp_path / "ck.pt.lock").exists()   # the finished run, loaded
+    assert all(torch.equal(a, b) for a, b in zip(first.decoder.state_dict().values(), second.decoder.state_dict().values()))
+
+
 def test_a_lock_held_from_another_machine_is_not_taken_for_a_dead_runs(tmp_path):
     """On a shared file system (torchrun over several machines) the holder's process cannot be looked up here:
     its lock is respected, with the machine named, instead of being taken over as a killed run's."""
