@@ -87,10 +87,15 @@ def current() -> World | None:
 
 
 def close() -> None:
-    """Leave the process group (at the end of a run)."""
+    """Leave the process group at the end of a finished run: every process first waits at a barrier, so that none
+    tears its connections down while another still has work in flight on them (gloo aborts a process whose peer left
+    mid-operation: "terminate called without an active exception"), then all destroy the group together."""
     global _WORLD
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
     _WORLD = None
 
 
