@@ -421,16 +421,28 @@ def test_two_runs_on_one_checkpoint_the_second_is_refused_and_a_killed_runs_lock
     assert not (tmp_path / "x.pt.lock").exists()
 
 
-def test_with_wait_a_second_run_waits_for_the_first_and_goes_on_from_its_checkpoint(tmp_path, capsys):
+def test_with_wait_a_second_run_waits_for_the_first_and_goes_on_from_its_checkpoint(tmp_path, capsys, monkeypatch):
     """`train --wait` (lesson 09 uses it: its student and solution copies may train one checkpoint at once): the second
     run waits for the first, then resumes from what it wrote instead of being refused or training over it."""
     first = trainer(tmp_path, epochs=2)
     first.fit(progress=False)
     import threading
 
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    import captionlib.utils as utils
+
+    release = tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", "import pathlib, time\n"
+                               f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.1)"])
     (tmp_path / "ck.pt.lock").write_text(f"{holder.pid} {socket.gethostname()}")   # the first run, still writing
-    threading.Thread(target=holder.wait).start()          # reaped when it ends (a zombie would look alive)
+    waiting = threading.Event()
+    sleep = utils.time.sleep
+    monkeypatch.setattr(utils.time, "sleep", lambda s: (waiting.set(), sleep(s)))
+
+    def first_run_ends():
+        waiting.wait(120)                                 # once the second run waits (however slow its start) ...
+        release.touch()                                   # ... the first ends,
+        holder.wait()                                     # and is reaped (a zombie would look alive)
+    threading.Thread(target=first_run_ends).start()
     second = trainer(tmp_path, epochs=2)
     second.wait = True
     history = second.fit(resume=True, progress=False)

@@ -173,9 +173,13 @@ sys.path.insert(0, sys.argv[2])
 import test_train
 from captionlib.train import Trainer
 fit = Trainer._fit
-def slow_fit(self, *a, **kw):                     # holds the lock a while, as a real training run does
+def slow_fit(self, *a, **kw):                     # holds the lock until the test says so, as a long run would
     print("locked", flush=True)
-    time.sleep(float(sys.argv[3]))
+    release = __import__("pathlib").Path(sys.argv[3])
+    for _ in range(600):
+        if release.exists():
+            break
+        time.sleep(0.2)
     return fit(self, *a, **kw)
 Trainer._fit = slow_fit
 import torch
@@ -201,12 +205,19 @@ def test_a_cached_run_of_a_model_another_process_is_training_waits_for_it_and_lo
     script.write_text(_CACHED_RUN)
     env = {**os.environ, "CAPTIONLIB_DATA": str(tmp_path / "data")}
     here = str(Path(__file__).parent)
-    first = subprocess.Popen([sys.executable, str(script), str(tmp_path), here, "3"], stdout=subprocess.PIPE, text=True, env=env)
+    release = tmp_path / "release"
+    first = subprocess.Popen([sys.executable, str(script), str(tmp_path), here, str(release)], stdout=subprocess.PIPE,
+                             text=True, env=env)
     assert first.stdout.readline().strip() == "locked"
-    second = subprocess.run([sys.executable, str(script), str(tmp_path), here, "0"], capture_output=True, text=True,
-                            env=env, timeout=300)
+    second = subprocess.Popen([sys.executable, str(script), str(tmp_path), here, str(tmp_path / "at-once")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    (tmp_path / "at-once").touch()                    # the second, once it holds the lock, goes on at once
+    said = second.stdout.readline()                   # blocks until the second reaches the lock (a slow start is fine)
+    release.touch()                                   # now the first may train and finish
     out_first = first.communicate(timeout=300)[0]
-    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
-    assert f"waiting for process {first.pid}" in second.stdout, second.stdout
-    assert "trained 0 steps" in second.stdout and "trained 0 steps" not in out_first   # it loaded the finished run:
-    assert out_first.splitlines()[-1] == second.stdout.splitlines()[-1]                 # the same epochs and weights
+    out, err = second.communicate(timeout=300)
+    out_second = said + out
+    assert first.returncode == 0 and second.returncode == 0, err[-2000:]
+    assert f"waiting for process {first.pid}" in said, said
+    assert "trained 0 steps" in out_second and "trained 0 steps" not in out_first      # it loaded the finished run:
+    assert out_first.splitlines()[-1] == out_second.splitlines()[-1]                    # the same epochs and weights
